@@ -1,0 +1,3 @@
+module golat.test/inspect
+
+go 1.17
