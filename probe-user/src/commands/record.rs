@@ -1,0 +1,316 @@
+//! `golat record`: an ad-hoc capture of given pids, or of a command golat starts itself.
+
+use std::{
+    collections::BTreeMap,
+    io::Write as _,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    path::PathBuf,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, bail};
+use probe_common::{Hist, HistKind};
+use tokio::time::MissedTickBehavior;
+
+use crate::{
+    probe::{BinaryInfo, Probe, ProcSnapshot},
+    report::{self, AttachFailure, GcStats, ProbeErrors, ProbeHealth, ProcessRecord, StwOtherStats},
+    stats::{Latency, delta},
+    system, target,
+};
+
+/// Record GC stop-the-world pauses and OS run-queue latency of Go processes.
+#[derive(Debug, clap::Args)]
+pub struct RecordArgs {
+    /// Process to watch (repeat for several).
+    #[arg(long = "pid", value_name = "PID", required_unless_present = "command")]
+    pub pids: Vec<u32>,
+    /// How long to record (e.g. 10s, 1m, 500ms). Default: until every process exits or
+    /// SIGINT/SIGTERM.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Length of one reporting window.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// JSON lines (`interval` and `summary` records, see docs/output.md) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Start this command and record it from its first instruction (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
+    let v: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (examples: 10s, 500ms, 2m)"))?;
+    let mult = match unit {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+    };
+    let secs = v * mult;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("duration must be positive: {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// One watched process and its cumulative numbers so far.
+struct Watched {
+    proc: target::Process,
+    info: BinaryInfo,
+    started: Instant,
+    ended: Option<Instant>,
+    first: ProcSnapshot,
+    last: ProcSnapshot,
+    threads: u64,
+    exited: bool,
+}
+
+fn unix_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+fn build_record(w: &Watched, from: &ProcSnapshot, to: &ProcSnapshot, window: Duration) -> ProcessRecord {
+    let hist = |s: &ProcSnapshot, k: HistKind| s.hists.get(&(k as u32)).copied().unwrap_or(Hist::ZERO);
+    let d = |k| delta(&hist(to, k), &hist(from, k));
+    let stw = Latency::from_hist(&d(HistKind::StwGc));
+    let other = d(HistKind::StwOther);
+    let runq = Latency::from_hist(&d(HistKind::OsRunq));
+    let cycles = to.counters.gc_cycles.saturating_sub(from.counters.gc_cycles);
+    let secs = window.as_secs_f64().max(1e-9);
+    ProcessRecord {
+        pid: w.proc.pid,
+        comm: w.proc.comm.clone(),
+        exe: w.proc.exe_path.clone(),
+        go_version: w.info.go_version.clone(),
+        time_unix_ns: unix_ns(),
+        duration_ns: window.as_nanos() as u64,
+        gc: GcStats { cycles, cycles_per_second: cycles as f64 / secs },
+        stw: stw.into(),
+        stw_other: StwOtherStats { count: other.count, total_ns: other.sum_ns, max_ns: other.max_ns },
+        os_runq: runq.into(),
+        threads: w.threads,
+        exited: w.exited,
+        probe: ProbeHealth { stw_unpaired: to.counters.stw_unpaired.saturating_sub(from.counters.stw_unpaired) },
+    }
+}
+
+/// A child started by golat, held before `exec` until its uprobes are in place.
+struct HeldChild {
+    child: tokio::process::Child,
+    release: Option<OwnedFd>,
+    path: PathBuf,
+}
+
+fn spawn_held(command: &[String]) -> anyhow::Result<HeldChild> {
+    let path = which::which(&command[0]).with_context(|| format!("command not found: {}", command[0]))?;
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is a valid array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("pipe2");
+    }
+    // SAFETY: pipe2 returned two fresh descriptors that we now own.
+    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let rfd = read_end.as_raw_fd();
+    // The child is a shell that waits on fd 3 until golat has attached (or died: EOF), then
+    // execs the command in the same process, so the pid golat watches is the command's.
+    // (Blocking inside pre_exec instead would deadlock: spawn waits for the exec.)
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg("read -r _ <&3; exec 3<&-; exec \"$0\" \"$@\"")
+        .arg(&path)
+        .args(&command[1..])
+        .kill_on_drop(false);
+    // SAFETY: dup2 is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(rfd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().with_context(|| format!("cannot start {}", path.display()))?;
+    drop(read_end);
+    Ok(HeldChild { child, release: Some(write_end), path })
+}
+
+pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) -> anyhow::Result<i32> {
+    if !args.pids.is_empty() && !args.command.is_empty() {
+        bail!("give either --pid or a command after --, not both");
+    }
+    system::check_privileges()?;
+    if let Some(w) = system::ensure_tracefs() {
+        log::warn!("{w}");
+    }
+    let task = system::task_offsets()?;
+    let mut probe = Probe::load(task).context("cannot load the eBPF programs")?;
+
+    let mut failures: Vec<AttachFailure> = Vec::new();
+    let mut watched: Vec<Watched> = Vec::new();
+    let mut held: Option<HeldChild> = None;
+
+    let add = |probe: &mut Probe, proc: target::Process, path: PathBuf, failures: &mut Vec<AttachFailure>| -> Option<Watched> {
+        match probe.watch(&proc, &path) {
+            Ok(info) => {
+                let first = probe.snapshot(proc.pid).ok()?;
+                Some(Watched {
+                    threads: target::threads(proc.pid).unwrap_or(0),
+                    proc,
+                    info,
+                    started: Instant::now(),
+                    ended: None,
+                    last: first.clone(),
+                    first,
+                    exited: false,
+                })
+            }
+            Err(e) => {
+                failures.push(AttachFailure { pid: Some(proc.pid), reason: e.reason().into(), message: e.to_string() });
+                None
+            }
+        }
+    };
+
+    if args.command.is_empty() {
+        for &pid in &args.pids {
+            match target::Process::open(pid) {
+                Ok(proc) => {
+                    let path = proc.exe_link.clone();
+                    if let Some(w) = add(&mut probe, proc, path, &mut failures) {
+                        watched.push(w);
+                    }
+                }
+                Err(e) => failures.push(AttachFailure {
+                    pid: Some(pid),
+                    reason: match e {
+                        target::TargetError::NoSuchProcess(_) => "no_such_process".into(),
+                        _ => "proc_unreadable".into(),
+                    },
+                    message: e.to_string(),
+                }),
+            }
+        }
+    } else {
+        let mut h = spawn_held(&args.command)?;
+        let pid = h.child.id().context("child has no pid")?;
+        let proc = target::Process {
+            pid,
+            comm: h.path.file_name().map(|n| n.to_string_lossy().chars().take(15).collect()).unwrap_or_default(),
+            exe_link: h.path.clone(),
+            exe_path: h.path.to_string_lossy().into_owned(),
+            binary_key: target::binary_key(&h.path).with_context(|| format!("cannot stat {}", h.path.display()))?,
+        };
+        match add(&mut probe, proc, h.path.clone(), &mut failures) {
+            Some(w) => watched.push(w),
+            None => {
+                let _ = h.child.start_kill();
+                let msg = failures.last().map(|f| f.message.clone()).unwrap_or_default();
+                bail!("{msg}");
+            }
+        }
+        // Let the child exec: its uprobes and map entries are in place.
+        h.release.take();
+        held = Some(h);
+    }
+
+    let mut stdout = std::io::stdout().lock();
+    for f in &failures {
+        if args.json {
+            report::json_line(&mut stdout, "attach_error", f)?;
+        }
+        eprintln!("golat: {}", f.message);
+    }
+    if watched.is_empty() {
+        bail!("nothing to record");
+    }
+
+    let mut ticker = tokio::time::interval(args.interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    ticker.tick().await;
+    let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+    tokio::pin!(deadline);
+    let mut window_start = Instant::now();
+    let mut child_status = None;
+
+    loop {
+        let child_exit = async {
+            match held.as_mut() {
+                Some(h) if child_status.is_none() => h.child.wait().await.ok(),
+                _ => std::future::pending().await,
+            }
+        };
+        let mut finish = false;
+        tokio::select! {
+            _ = cancel.cancelled() => finish = true,
+            _ = &mut deadline => finish = true,
+            status = child_exit => child_status = status.or(Some(std::process::ExitStatus::default())),
+            _ = ticker.tick() => {}
+        }
+        let window = window_start.elapsed();
+        window_start = Instant::now();
+        for w in watched.iter_mut().filter(|w| !w.exited) {
+            let gone = if held.is_some() { child_status.is_some() } else { !target::exists(w.proc.pid) };
+            if let Some(t) = target::threads(w.proc.pid).filter(|_| !gone) {
+                w.threads = t;
+            }
+            // The kernel entries outlive the process until unwatch, so a final read is complete.
+            match probe.snapshot(w.proc.pid) {
+                Ok(s) => {
+                    if args.json && !finish {
+                        let rec = build_record(w, &w.last, &s, window);
+                        report::json_line(&mut stdout, "interval", &rec)?;
+                    }
+                    w.last = s;
+                }
+                Err(e) => log::warn!("pid {}: reading maps: {e}", w.proc.pid),
+            }
+            if gone {
+                w.exited = true;
+                w.ended = Some(Instant::now());
+                probe.unwatch(w.proc.pid);
+                if held.is_none() {
+                    eprintln!("golat: pid {} ({}) exited", w.proc.pid, w.proc.comm);
+                }
+            }
+        }
+        if finish || watched.iter().all(|w| w.exited) {
+            break;
+        }
+    }
+
+    let errors = ProbeErrors {
+        counters: probe.errors().unwrap_or_default().into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<BTreeMap<_, _>>(),
+    };
+    let records: Vec<ProcessRecord> = watched
+        .iter()
+        .map(|w| {
+            let dur = w.ended.unwrap_or_else(Instant::now).duration_since(w.started);
+            build_record(w, &w.first, &w.last, dur)
+        })
+        .collect();
+    if args.json {
+        for r in &records {
+            report::json_line(&mut stdout, "summary", r)?;
+        }
+        report::json_line(&mut stdout, "probe_errors", &errors)?;
+    } else {
+        report::human(&mut stdout, &records, &failures, &errors)?;
+    }
+    stdout.flush()?;
+    for w in watched.iter().filter(|w| !w.exited) {
+        probe.unwatch(w.proc.pid);
+    }
+    // A started command that is still running keeps running: golat only observed it.
+    if let Some(s) = child_status.filter(|s| !s.success()) {
+        eprintln!("golat: command exited with {s}");
+    }
+    Ok(0)
+}

@@ -1,0 +1,188 @@
+//! Per-process records (`interval`, `summary`) and their two renderings: JSON lines with a
+//! `{"type": ..., "data": ...}` envelope, and a human table. The JSON shape is documented in
+//! docs/output.md; fields are only ever added, never renamed.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::stats::Latency;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GcStats {
+    pub cycles: u64,
+    pub cycles_per_second: f64,
+}
+
+/// GC stop-the-world pauses (what `MemStats.PauseTotalNs` counts).
+#[derive(Debug, Clone, Serialize)]
+pub struct StwStats {
+    pub count: u64,
+    pub total_ns: u64,
+    pub mean_ns: u64,
+    pub p50_ns: u64,
+    pub p95_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+}
+
+impl From<Latency> for StwStats {
+    fn from(l: Latency) -> Self {
+        StwStats {
+            count: l.count,
+            total_ns: l.total_ns,
+            mean_ns: l.mean_ns,
+            p50_ns: l.p50_ns,
+            p95_ns: l.p95_ns,
+            p99_ns: l.p99_ns,
+            max_ns: l.max_ns,
+        }
+    }
+}
+
+/// Stop-the-world pauses for other reasons (ReadMemStats, GOMAXPROCS, profiles, traces).
+#[derive(Debug, Clone, Serialize)]
+pub struct StwOtherStats {
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+}
+
+/// Time the process's threads waited in the kernel run queue.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunqStats {
+    pub count: u64,
+    pub total_ns: u64,
+    pub p50_ns: u64,
+    pub p90_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+}
+
+impl From<Latency> for RunqStats {
+    fn from(l: Latency) -> Self {
+        RunqStats { count: l.count, total_ns: l.total_ns, p50_ns: l.p50_ns, p90_ns: l.p90_ns, p99_ns: l.p99_ns, max_ns: l.max_ns }
+    }
+}
+
+/// Data-loss and consistency counters of this process's measurement.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProbeHealth {
+    /// Start-the-world seen without its stop (attached mid-pause or state lost).
+    pub stw_unpaired: u64,
+}
+
+/// One process over one window (an `interval`) or the whole capture (a `summary`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessRecord {
+    pub pid: u32,
+    pub comm: String,
+    pub exe: String,
+    pub go_version: String,
+    /// Wall-clock end of the window, Unix nanoseconds.
+    pub time_unix_ns: u64,
+    pub duration_ns: u64,
+    pub gc: GcStats,
+    pub stw: StwStats,
+    pub stw_other: StwOtherStats,
+    pub os_runq: RunqStats,
+    pub threads: u64,
+    /// The process exited during the capture.
+    pub exited: bool,
+    pub probe: ProbeHealth,
+}
+
+/// Something that could not be watched, and why (one per failed target).
+#[derive(Debug, Clone, Serialize)]
+pub struct AttachFailure {
+    pub pid: Option<u32>,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Kernel-side counters that mean data was lost, summed over the whole capture.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeErrors {
+    pub counters: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: &'a T,
+}
+
+/// Writes one JSON line: `{"type": kind, "data": data}`.
+pub fn json_line<T: Serialize>(out: &mut impl Write, kind: &str, data: &T) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, &Envelope { kind, data })?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+fn fmt_ns(ns: u64) -> String {
+    match ns {
+        0 => "0".into(),
+        n if n < 10_000 => format!("{n}ns"),
+        n if n < 10_000_000 => format!("{:.1}µs", n as f64 / 1e3),
+        n if n < 10_000_000_000 => format!("{:.2}ms", n as f64 / 1e6),
+        n => format!("{:.2}s", n as f64 / 1e9),
+    }
+}
+
+/// The human report: one block per process.
+pub fn human(out: &mut impl Write, records: &[ProcessRecord], failures: &[AttachFailure], errors: &ProbeErrors) -> std::io::Result<()> {
+    for r in records {
+        writeln!(
+            out,
+            "pid {} ({}) {}  {:.1}s{}  threads {}",
+            r.pid,
+            r.comm,
+            r.go_version,
+            r.duration_ns as f64 / 1e9,
+            if r.exited { " (exited)" } else { "" },
+            r.threads
+        )?;
+        writeln!(out, "  GC cycles          {:>8}   {:.2}/s", r.gc.cycles, r.gc.cycles_per_second)?;
+        writeln!(out, "  {:<18} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}", "", "count", "p50", "p95/p90", "p99", "max", "total")?;
+        writeln!(
+            out,
+            "  {:<18} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "GC STW pause",
+            r.stw.count,
+            fmt_ns(r.stw.p50_ns),
+            fmt_ns(r.stw.p95_ns),
+            fmt_ns(r.stw.p99_ns),
+            fmt_ns(r.stw.max_ns),
+            fmt_ns(r.stw.total_ns)
+        )?;
+        writeln!(
+            out,
+            "  {:<18} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "other STW pause", r.stw_other.count, "", "", "", fmt_ns(r.stw_other.max_ns), fmt_ns(r.stw_other.total_ns)
+        )?;
+        writeln!(
+            out,
+            "  {:<18} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "OS run-queue wait",
+            r.os_runq.count,
+            fmt_ns(r.os_runq.p50_ns),
+            fmt_ns(r.os_runq.p90_ns),
+            fmt_ns(r.os_runq.p99_ns),
+            fmt_ns(r.os_runq.max_ns),
+            fmt_ns(r.os_runq.total_ns)
+        )?;
+        if r.probe.stw_unpaired > 0 {
+            writeln!(out, "  note: {} start-the-world events without a matching stop", r.probe.stw_unpaired)?;
+        }
+        writeln!(out)?;
+    }
+    for f in failures {
+        writeln!(out, "not recorded: {}", f.message)?;
+    }
+    let lost: Vec<String> = errors.counters.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
+    if !lost.is_empty() {
+        writeln!(out, "probe data loss: {}", lost.join(" "))?;
+    }
+    Ok(())
+}

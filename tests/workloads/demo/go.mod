@@ -1,0 +1,3 @@
+module golat.test/demo
+
+go 1.17

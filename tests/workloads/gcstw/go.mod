@@ -1,0 +1,3 @@
+module golat.test/gcstw
+
+go 1.17

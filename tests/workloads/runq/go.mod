@@ -1,0 +1,3 @@
+module golat.test/runq
+
+go 1.17

@@ -1,0 +1,44 @@
+//! `cargo xtask <command>`: everything a fresh machine needs, in the project's own code.
+
+mod build;
+mod run;
+mod setup;
+mod test;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install and check everything golat needs on this machine (idempotent).
+    Setup(setup::SetupArgs),
+    /// Set up, build golat (release) and print its path.
+    Build,
+    /// Set up, build, and record a Go program (the bundled demo workload when no target is
+    /// given). Arguments after `--` go to `golat record`.
+    Run(run::RunArgs),
+    /// Set up, build, and run every test: unit tests, binary-analysis tests and the kernel
+    /// integration tests (which must not skip when CI=true).
+    Test(test::TestArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup(args) => setup::run(&args),
+        Command::Build => build::golat().map(|p| println!("{}", p.display())),
+        Command::Run(args) => run::run(&args),
+        Command::Test(args) => test::run(&args),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}
