@@ -54,8 +54,9 @@ pub(crate) fn struct_layouts(data: &[u8], names: &[&str]) -> Result<HashMap<Stri
     let mut out: HashMap<String, StructLayout> = HashMap::new();
     let mut units = dwarf.units();
     while let Some(header) = units.next().map_err(derr)? {
-        let unit = dwarf.unit(header).map_err(derr)?;
-        let mut cursor = unit.entries();
+        // Not `dwarf.unit(header)`: that also parses the line program, which we do not load.
+        let abbrevs = dwarf.abbreviations(&header).map_err(derr)?;
+        let mut cursor = header.entries(&abbrevs);
         let mut depth: isize = 0;
         // Depth of the struct whose members we are collecting, and its name.
         let mut current: Option<(isize, String)> = None;
@@ -69,8 +70,7 @@ pub(crate) fn struct_layouts(data: &[u8], names: &[&str]) -> Result<HashMap<Stri
             let tag = entry.tag();
             if tag == gimli::DW_TAG_structure_type {
                 let Some(name) = entry.attr_value(gimli::DW_AT_name).map_err(derr)? else { continue };
-                let name = dwarf.attr_string(&unit, name).map_err(derr)?;
-                let Ok(name) = std::str::from_utf8(name.slice()) else { continue };
+                let Some(name) = attr_str(&dwarf, name) else { continue };
                 if names.contains(&name) && !out.contains_key(name) {
                     let byte_size = entry
                         .attr_value(gimli::DW_AT_byte_size)
@@ -85,8 +85,7 @@ pub(crate) fn struct_layouts(data: &[u8], names: &[&str]) -> Result<HashMap<Stri
                     continue;
                 }
                 let Some(mname) = entry.attr_value(gimli::DW_AT_name).map_err(derr)? else { continue };
-                let mname = dwarf.attr_string(&unit, mname).map_err(derr)?;
-                let Ok(mname) = std::str::from_utf8(mname.slice()) else { continue };
+                let Some(mname) = attr_str(&dwarf, mname) else { continue };
                 let loc = entry.attr_value(gimli::DW_AT_data_member_location).map_err(derr)?;
                 let offset = match loc {
                     Some(gimli::AttributeValue::Exprloc(expr)) => plus_uconst(expr.0.slice()),
@@ -103,6 +102,19 @@ pub(crate) fn struct_layouts(data: &[u8], names: &[&str]) -> Result<HashMap<Stri
         }
     }
     Ok(out)
+}
+
+type Slice<'a> = gimli::EndianSlice<'a, gimli::LittleEndian>;
+
+/// A string attribute in one of the forms that need no unit context (Go uses `DW_FORM_string`).
+fn attr_str<'a>(dwarf: &gimli::Dwarf<Slice<'a>>, value: gimli::AttributeValue<Slice<'a>>) -> Option<&'a str> {
+    let s = match value {
+        gimli::AttributeValue::String(s) => s,
+        gimli::AttributeValue::DebugStrRef(o) => dwarf.debug_str.get_str(o).ok()?,
+        gimli::AttributeValue::DebugLineStrRef(o) => dwarf.debug_line_str.get_str(o).ok()?,
+        _ => return None,
+    };
+    std::str::from_utf8(s.slice()).ok()
 }
 
 /// A location expression that is exactly `DW_OP_plus_uconst n`.

@@ -201,6 +201,19 @@ impl Elf {
             segments.push(seg);
         }
 
+        // Section data extents first (the name table is a section too).
+        let shdrs = header.section_headers(endian, data).map_err(|e| Error::Malformed(e.to_string()))?;
+        for sh in shdrs {
+            let t = sh.sh_type(endian);
+            if t == elf::SHT_NOBITS || t == elf::SHT_NULL {
+                continue;
+            }
+            match sh.sh_offset(endian).checked_add(sh.sh_size(endian)) {
+                Some(end) if end <= len as u64 => {}
+                Some(end) => return Err(truncated("a section", end, len)),
+                None => return Err(Error::Malformed("section size overflows".into())),
+            }
+        }
         let table = header.sections(endian, data).map_err(|e| Error::Malformed(e.to_string()))?;
         let mut sections = Vec::new();
         let mut has_symtab = false;

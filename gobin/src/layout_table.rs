@@ -1,7 +1,15 @@
 //! Offsets of the runtime struct fields golat reads, per Go release, for binaries without
 //! DWARF (`-ldflags=-w`). This is the only place such numbers live.
 //!
-//! TABLE_PLACEHOLDER
+//! Each row names the Go source it follows and the binaries whose DWARF confirmed it: the
+//! test `struct_offsets_dwarf_and_table_agree` builds a workload with every installed
+//! toolchain (amd64 and arm64) and requires DWARF == table for every field. A release with no
+//! row is refused with [`Error::UnknownLayout`] rather than guessed from its neighbours: Go
+//! has changed these structs in minor releases (1.23 moved `g.goid` from 152 to 160, 1.25
+//! moved it back and moved `m.curg` and `m.procid`). Go 1.17, 1.18 and 1.20 have no row: no
+//! toolchain was available to verify them.
+//! Rows assume patch releases keep their minor release's layout (Go does not change runtime
+//! structs in patch releases). Development builds are always refused.
 
 use std::collections::HashMap;
 
@@ -43,7 +51,7 @@ pub struct FieldOffset {
 /// release (checked against DWARF in the tests).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StructOffsets {
-    /// `runtime.g.goid` (int64 before 1.21? no: always a 64-bit integer).
+    /// `runtime.g.goid` (a 64-bit integer).
     pub g_goid: FieldOffset,
     /// `runtime.g.atomicstatus` (uint32; `atomic.Uint32` from Go 1.20, same offset).
     pub g_atomicstatus: FieldOffset,
@@ -85,7 +93,113 @@ pub struct Layout {
 }
 
 /// The table. See the module documentation for how each row was obtained.
-pub const LAYOUTS: &[Layout] = &[];
+pub const LAYOUTS: &[Layout] = &[
+    Layout {
+        minors: (19, 19),
+        go_range: "go1.19.x",
+        source_citation: "src/runtime/runtime2.go (g, m, p) at go1.19; verified against the DWARF of go1.19.8 builds (amd64, arm64)",
+        g_goid: 152,
+        g_atomicstatus: 144,
+        g_m: 48,
+        m_curg: 192,
+        m_procid: 72,
+        p_id: 0,
+        p_status: 4,
+        g_size: 392,
+        m_size: 1008,
+        p_size: 8912,
+    },
+    Layout {
+        minors: (21, 21),
+        go_range: "go1.21.x",
+        source_citation: "src/runtime/runtime2.go (g, m, p) at go1.21.0; verified against the DWARF of go1.21.13 builds (amd64, arm64)",
+        g_goid: 152,
+        g_atomicstatus: 144,
+        g_m: 48,
+        m_curg: 192,
+        m_procid: 72,
+        p_id: 0,
+        p_status: 4,
+        g_size: 408,
+        m_size: 1008,
+        p_size: 8912,
+    },
+    Layout {
+        minors: (22, 22),
+        go_range: "go1.22.x",
+        source_citation: "src/runtime/runtime2.go (g, m, p) at go1.22.0; verified against the DWARF of go1.22.12 builds (amd64, arm64)",
+        g_goid: 152,
+        g_atomicstatus: 144,
+        g_m: 48,
+        m_curg: 192,
+        m_procid: 72,
+        p_id: 0,
+        p_status: 4,
+        g_size: 424,
+        m_size: 2024,
+        p_size: 8944,
+    },
+    Layout {
+        minors: (23, 23),
+        go_range: "go1.23.x",
+        source_citation: "src/runtime/runtime2.go (g, m, p) at go1.23.0; verified against the DWARF of go1.23.5 builds (amd64, arm64)",
+        g_goid: 160,
+        g_atomicstatus: 152,
+        g_m: 48,
+        m_curg: 192,
+        m_procid: 72,
+        p_id: 0,
+        p_status: 4,
+        g_size: 432,
+        m_size: 1760,
+        p_size: 8944,
+    },
+    Layout {
+        minors: (24, 24),
+        go_range: "go1.24.x",
+        source_citation: "src/runtime/runtime2.go (g, m, p) at go1.24.0; verified against the DWARF of go1.24.11 builds (amd64, arm64; official linux-amd64 toolchain)",
+        g_goid: 160,
+        g_atomicstatus: 152,
+        g_m: 48,
+        m_curg: 192,
+        m_procid: 72,
+        p_id: 0,
+        p_status: 4,
+        g_size: 440,
+        m_size: 1832,
+        p_size: 8952,
+    },
+    Layout {
+        minors: (25, 25),
+        go_range: "go1.25.x",
+        source_citation: "src/runtime/runtime2.go (g, m, p) at go1.25.0; verified against the DWARF of go1.25.5 builds (amd64, arm64; official linux-amd64 toolchain)",
+        g_goid: 152,
+        g_atomicstatus: 144,
+        g_m: 48,
+        m_curg: 184,
+        m_procid: 64,
+        p_id: 0,
+        p_status: 4,
+        g_size: 440,
+        m_size: 1816,
+        p_size: 9512,
+    },
+    Layout {
+        minors: (26, 26),
+        go_range: "go1.26.x",
+        source_citation: "src/runtime/runtime2.go (g, m, p) at go1.26.0; verified against the DWARF of go1.26.6 builds (amd64, arm64; official linux-amd64 toolchain)",
+        g_goid: 152,
+        g_atomicstatus: 144,
+        g_m: 48,
+        m_curg: 184,
+        m_procid: 64,
+        p_id: 0,
+        p_status: 4,
+        g_size: 456,
+        m_size: 1824,
+        p_size: 15920,
+    },
+];
 
 /// The table's offsets for `bi`'s Go version. Development builds are refused (their layout
 /// can differ from any release); pre-releases use their release's row.

@@ -237,6 +237,11 @@ impl GoBinary {
     /// `runtime.stopTheWorld.func1`, `main.(*T).M`). Uses `.symtab` when the binary has one
     /// (the same addresses `go tool nm` prints), the pclntab otherwise; the size is always
     /// the distance to the next function in the pclntab when the function is there.
+    ///
+    /// Names as `go tool nm` prints them work on stripped binaries too: `x.abi0` (ABI0
+    /// assembly functions and ABI wrappers, see the pclntab module) and names with type
+    /// arguments (`slices.Sort[go.shape.int]`, stored as `slices.Sort[...]`) when only one
+    /// function has the abbreviated name.
     pub fn function(&self, name: &str) -> Result<Function> {
         if !self.is_stripped() {
             if let Ok(f) = self.function_from(name, AddressSource::Symtab) {
@@ -249,7 +254,8 @@ impl GoBinary {
     /// Like [`GoBinary::function`] but from one source only (tests compare the two).
     pub fn function_from(&self, name: &str, source: AddressSource) -> Result<Function> {
         let not_found = || Error::FunctionNotFound(name.to_owned());
-        let pcln = self.pclntab.lookup(name).and_then(|i| self.pclntab.bounds(i));
+        let pcln = self.pclntab.lookup(name).or_else(|| self.pclntab.lookup_elided(name));
+        let pcln = pcln.and_then(|i| self.pclntab.bounds(i));
         let (address, size) = match source {
             AddressSource::Pclntab => {
                 let (start, end) = pcln.ok_or_else(not_found)?;
@@ -343,6 +349,17 @@ impl GoBinary {
     /// Offsets from [`layout_table`] only.
     pub fn struct_offsets_from_table(&self) -> Result<StructOffsets> {
         layout_table::lookup(&self.build_info, self.arch())
+    }
+}
+
+/// The name the pclntab stores for a symbol name: the Go linker abbreviates everything from
+/// the first `[` to the last `]` as `[...]` (type arguments of generic functions, array
+/// lengths in `type..eq.[5]T`), as in `nameParts` in src/cmd/link/internal/ld/pcln.go
+/// (go1.18+). Names without brackets are returned unchanged.
+pub fn elide_type_args(name: &str) -> String {
+    match (name.find('['), name.rfind(']')) {
+        (Some(i), Some(j)) if j > i => format!("{}[...]{}", &name[..i], &name[j + 1..]),
+        _ => name.to_owned(),
     }
 }
 

@@ -92,6 +92,9 @@ pub enum TextStartSource {
     Relocation,
     /// Neither: the `runtime.text` symbol.
     RuntimeTextSymbol,
+    /// Neither, no symbols: the `text` field of `runtime.firstmoduledata`, found as the data
+    /// word that points at the pclntab header (Go 1.26 stores 0 in the header).
+    Moduledata,
     /// Neither, no symbols, internal linking: the start of `.text`.
     TextSection,
     /// Go 1.16/1.17 tables hold absolute entries.
@@ -131,6 +134,31 @@ impl Context<'_> {
         }
         Some((v, false))
     }
+}
+
+/// `moduledata.text` of the module whose pclntab header is at `header`: the 8-aligned data
+/// word equal to `header` (`moduledata.pcHeader`, the first field) followed by the
+/// `funcnametab` slice pointing at `funcnametab`; `text` is at +176 (after pcHeader, six
+/// slices, findfunctab, minpc, maxpc: `moduledata` in src/runtime/symtab.go, go1.16–go1.26).
+fn moduledata_text(cx: &Context<'_>, header: u64, funcnametab: u64) -> Option<u64> {
+    for seg in cx.elf.segments.iter().filter(|s| !s.is_exec() && s.flags & object::elf::PF_W != 0) {
+        let start = seg.vaddr.checked_add((8 - seg.vaddr % 8) % 8)?;
+        let end = seg.vaddr.checked_add(seg.filesz)?;
+        let mut at = start;
+        while at.checked_add(192).is_some_and(|e| e <= end) {
+            if cx.word(at).is_some_and(|(w, _)| w == header)
+                && cx.word(at + 8).is_some_and(|(w, _)| w == funcnametab)
+            {
+                let text = cx.word(at + 176)?.0;
+                let etext = cx.word(at + 184)?.0;
+                if text != 0 && text < etext {
+                    return Some(text);
+                }
+            }
+            at += 8;
+        }
+    }
+    None
 }
 
 /// Header bytes 4..8 we accept: zero pads, `minLC`, `ptrSize` 8.
@@ -220,9 +248,15 @@ impl Pclntab {
                 let (mut ts, relocated) = cx.word(field).ok_or_else(|| bad("textStart unreadable"))?;
                 let mut src = if relocated { TextStartSource::Relocation } else { TextStartSource::Header };
                 if ts == 0 {
+                    // Go 1.26 no longer stores textStart ("it requires a relocation";
+                    // src/runtime/symtab.go at go1.26.0): the runtime uses moduledata.text.
+                    let funcnametab = vaddr.checked_add(word(3)?);
                     if let Some(t) = cx.runtime_text {
                         ts = t;
                         src = TextStartSource::RuntimeTextSymbol;
+                    } else if let Some(t) = funcnametab.and_then(|f| moduledata_text(cx, vaddr, f)) {
+                        ts = t;
+                        src = TextStartSource::Moduledata;
                     } else if let Some(t) = cx.elf.section(".text").filter(|_| cx.elf.section(".init").is_none()) {
                         // Internal linking puts runtime.text at the start of .text; external
                         // linking (which always has .init) puts C startup code first.
@@ -326,13 +360,88 @@ impl Pclntab {
         })
     }
 
-    /// Index of the first function named `name`.
-    pub fn lookup(&self, name: &str) -> Option<usize> {
+    /// Indices of all functions named exactly `name`, in address order.
+    fn all_named(&self, name: &str) -> &[u32] {
         let sorted = self.sorted();
         let key = Some(name.as_bytes());
-        let pos = sorted.partition_point(|&i| self.name_bytes(i as usize) < key);
-        let &i = sorted.get(pos)?;
-        (self.name_bytes(i as usize) == key).then_some(i as usize)
+        let start = sorted.partition_point(|&i| self.name_bytes(i as usize) < key);
+        let len = sorted[start..].partition_point(|&i| self.name_bytes(i as usize) == key);
+        &sorted[start..start + len]
+    }
+
+    /// `_func.flag` of function `i`: byte 41 of `_func` for Go 1.16/1.17 and 1.20+, byte 37
+    /// for 1.18/1.19 (1.20 inserted `startLine` before `funcID`, `flag`).
+    fn func_flag(&self, i: usize) -> Option<u8> {
+        let entry_size = if self.info.version == PclntabVersion::Go116 { 16 } else { 8 };
+        let funcoff_at = self.pcln_off.checked_add(i.checked_mul(entry_size)?)?.checked_add(entry_size / 2)?;
+        let funcoff = match self.info.version {
+            PclntabVersion::Go116 => usize::try_from(u64_at(&self.table, funcoff_at)?).ok()?,
+            _ => usize::try_from(u32_at(&self.table, funcoff_at)?).ok()?,
+        };
+        let flag_at = match self.info.version {
+            PclntabVersion::Go118 => 37,
+            PclntabVersion::Go116 | PclntabVersion::Go120 => 41,
+        };
+        self.table.get(self.pcln_off.checked_add(funcoff)?.checked_add(flag_at)?).copied()
+    }
+
+    /// `FuncFlagAsm` (1 << 2, src/internal/abi/symtab.go): written in assembly.
+    fn is_asm(&self, i: u32) -> bool {
+        self.func_flag(i as usize).is_some_and(|f| f & 4 != 0)
+    }
+
+    /// The function a symbol name refers to.
+    ///
+    /// The pclntab holds the runtime's names (`runtime.FuncForPC(pc).Name()`), which carry no
+    /// ABI. The linker's `.symtab` (and `go tool nm`) add `.abi0` to ABI0 symbols: assembly
+    /// functions, and the ABI0 wrappers generated for Go functions that assembly calls
+    /// (`runtime.newproc`, `runtime.newstack`, ...), which share the Go function's name in
+    /// the pclntab. So:
+    /// - `name` with one entry: that entry;
+    /// - `name` with several entries (a function and its ABI wrapper): the one that is not
+    ///   assembly if the other is, otherwise the first (the wrappers come last in the text);
+    /// - `name.abi0` not in the table: the other entry of a pair, or the lone `name` (assembly,
+    ///   or an ABI0 Go function such as cgo's `main._Cfunc_*` stubs).
+    ///
+    /// Checked against `go tool nm` for every function of binaries built by Go 1.19–1.23.
+    pub fn lookup(&self, name: &str) -> Option<usize> {
+        let exact = self.all_named(name);
+        match exact {
+            [] => {
+                let base = name.strip_suffix(".abi0")?;
+                match self.all_named(base) {
+                    [] => None,
+                    // Assembly, or a Go function compiled as ABI0 (cgo's `_Cfunc_` stubs).
+                    [one] => Some(*one as usize),
+                    many => {
+                        let asm: Vec<u32> = many.iter().copied().filter(|&i| self.is_asm(i)).collect();
+                        match asm.as_slice() {
+                            [a, ..] if asm.len() < many.len() => Some(*a as usize),
+                            _ => many.last().map(|&i| i as usize),
+                        }
+                    }
+                }
+            }
+            [one] => Some(*one as usize),
+            many => {
+                let has_asm = many.iter().any(|&i| self.is_asm(i));
+                let pick = if has_asm { many.iter().find(|&&i| !self.is_asm(i)) } else { None };
+                pick.or(many.first()).map(|&i| i as usize)
+            }
+        }
+    }
+
+    /// A name with `[...]`-abbreviated type arguments (see [`crate::elide_type_args`]), when
+    /// exactly one function has the abbreviated name.
+    pub fn lookup_elided(&self, name: &str) -> Option<usize> {
+        let elided = crate::elide_type_args(name);
+        if elided == name {
+            return None;
+        }
+        match self.all_named(&elided) {
+            [one] => Some(*one as usize),
+            _ => None,
+        }
     }
 
     /// Indices of functions whose name starts with `prefix`, in name order.

@@ -72,12 +72,13 @@ fn parse_go_version(v: &str) -> Option<(u32, u32, u32)> {
     Some((it.next()??, it.next().flatten().unwrap_or(0), it.next().flatten().unwrap_or(0)))
 }
 
-/// All Go toolchains found at `/usr/lib/go-1.*/bin/go` and `/usr/lib/go/bin/go` (plus the one
-/// named by `$GOLAT_TEST_GO`, if set), deduplicated by `go version`, oldest first.
+/// All Go toolchains found at `/usr/lib/go-1.*/bin/go` and `/usr/lib/go/bin/go`, plus the
+/// `go` commands listed in `$GOLAT_TEST_GO` (colon-separated paths), deduplicated by
+/// `go version`, oldest first.
 pub fn installed_go() -> Vec<GoToolchain> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(extra) = std::env::var_os("GOLAT_TEST_GO") {
-        candidates.push(PathBuf::from(extra));
+        candidates.extend(std::env::split_paths(&extra));
     }
     if let Ok(dir) = std::fs::read_dir("/usr/lib") {
         let mut found: Vec<PathBuf> = dir
@@ -206,7 +207,8 @@ impl Variant {
 
     /// `go build` arguments (after `build`).
     fn build_args(self) -> Vec<&'static str> {
-        let mut args = Vec::new();
+        // No VCS stamping: outputs must not depend on the state of the git checkout.
+        let mut args = vec!["-buildvcs=false"];
         if self.is_pie() {
             args.push("-buildmode=pie");
         }
@@ -320,8 +322,21 @@ pub fn build(workload_dir: &Path, go: &GoToolchain, variant: Variant, arch: GoAr
     if let Ok(m) = std::fs::metadata(&go.go).and_then(|m| m.modified()) {
         newest = newest.max(m);
     }
+    // The recipe (go command, arguments, environment) is stored next to the output; a
+    // different recipe forces a rebuild even when the sources did not change.
+    let recipe_path = out.with_extension("recipe");
+    let recipe = format!(
+        "go={}\nversion={}\nargs={:?}\narch={}\ncgo={}\ncc={:?}\n",
+        go.go.display(),
+        go.version,
+        variant.build_args(),
+        arch.as_str(),
+        variant.is_cgo(),
+        if variant.is_cgo() { c_compiler(arch) } else { None },
+    );
     if let Ok(m) = std::fs::metadata(&out).and_then(|m| m.modified()) {
-        if m > newest {
+        let same_recipe = std::fs::read_to_string(&recipe_path).is_ok_and(|r| r == recipe);
+        if m > newest && same_recipe {
             return Ok(out);
         }
     }
@@ -371,6 +386,7 @@ pub fn build(workload_dir: &Path, go: &GoToolchain, variant: Variant, arch: GoAr
     }
     std::fs::rename(&tmp, &out)
         .with_context(|| format!("failed to rename {} to {}", tmp.display(), out.display()))?;
+    std::fs::write(&recipe_path, recipe).with_context(|| format!("failed to write {}", recipe_path.display()))?;
     Ok(out)
 }
 
