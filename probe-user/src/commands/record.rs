@@ -231,6 +231,17 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
     if watched.is_empty() {
         bail!("nothing to record");
     }
+    for w in &watched {
+        // Tests and scripts wait for this line: the probes are in place from here on.
+        eprintln!(
+            "golat: recording pid {} ({}, {}{}{})",
+            w.proc.pid,
+            w.proc.comm,
+            w.info.go_version,
+            if w.info.stripped { ", stripped" } else { "" },
+            if w.info.pie { ", PIE" } else { "" }
+        );
+    }
 
     let mut ticker = tokio::time::interval(args.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
