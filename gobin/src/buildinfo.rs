@@ -113,7 +113,7 @@ pub(crate) fn decode_blob(
         if data.len() - i < HEADER_SIZE {
             return None;
         }
-        if i % ALIGN == 0 {
+        if i.is_multiple_of(ALIGN) {
             break i;
         }
         start = (i + ALIGN - 1) & !(ALIGN - 1);

@@ -459,7 +459,7 @@ pub fn go_objdump(go: &GoToolchain, binary: &Path, regex: &str, arch: GoArch) ->
         }
         let address = u64::from_str_radix(&fields[pos][2..], 16)?;
         let hex = fields[pos + 1];
-        ensure!(hex.len() % 2 == 0, "odd hex {hex:?} in {line:?}");
+        ensure!(hex.len().is_multiple_of(2), "odd hex {hex:?} in {line:?}");
         let mut bytes = (0..hex.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
