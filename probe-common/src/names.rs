@@ -12,6 +12,7 @@ pub const PROG_STW_STOP_ENTRY: &str = "stw_stop_entry";
 pub const PROG_STW_START_ENTRY: &str = "stw_start_entry";
 pub const PROG_STW_START_RET: &str = "stw_start_ret";
 pub const PROG_GC_MARK_TERM_ENTRY: &str = "gc_mark_term_entry";
+pub const PROG_GC_CLOCK: &str = "gc_clock";
 pub const PROG_SCHED_WAKEUP: &str = "sched_wakeup";
 pub const PROG_SCHED_WAKEUP_NEW: &str = "sched_wakeup_new";
 pub const PROG_SCHED_SWITCH: &str = "sched_switch";
@@ -22,7 +23,8 @@ pub const GLOBAL_TASK_PID_OFF: &str = "TASK_PID_OFF";
 pub const GLOBAL_TASK_TGID_OFF: &str = "TASK_TGID_OFF";
 
 /// Every program together with the kernel hook it is meant for, for listing and stats.
-pub const UPROBE_PROGRAMS: [&str; 4] = [
+pub const UPROBE_PROGRAMS: [&str; 5] = [
+    PROG_GC_CLOCK,
     PROG_STW_STOP_ENTRY,
     PROG_STW_START_ENTRY,
     PROG_STW_START_RET,

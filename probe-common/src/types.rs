@@ -106,11 +106,25 @@ pub const STW_REASON_OTHER_NO_REASON: u32 = 0xffff;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StwState {
-    /// ktime at `stopTheWorldWithSema` entry (Go <= 1.21) or `w.startedStopping` (1.22+).
+    /// Start of the pause: the runtime's own `work.pauseStart` when the clock probes caught
+    /// it, else ktime at `stopTheWorldWithSema` entry (Go <= 1.21); `w.startedStopping` (1.22+).
     pub begin_ns: u64,
     pub reason: u32,
     pub flags: u32,
+    /// Go <= 1.21: the `nanotime()` the runtime took just before stopping the world for GC
+    /// (it becomes `work.pauseStart`), read after the call in `gcStart`/`gcMarkDone`.
+    pub clock_begin_ns: u64,
+    /// Go <= 1.21: the `nanotime()` that ends the mark-termination pause in
+    /// `gcMarkTermination` (the runtime adds `now - pauseStart` to `pauseNS` with it).
+    pub clock_end_ns: u64,
 }
+
+/// Attach-cookie bits 32..40 of the `gc_clock` program: which `nanotime()` it reads.
+pub const CLOCK_ROLE_SHIFT: u32 = 32;
+/// After the `nanotime()` call that becomes `work.pauseStart` (gcStart, gcMarkDone).
+pub const CLOCK_ROLE_PAUSE_BEGIN: u64 = 1;
+/// After the last `nanotime()` call in `gcMarkTermination` (end of the mark-termination pause).
+pub const CLOCK_ROLE_MARK_TERM_END: u64 = 2;
 
 /// `StwState::flags`: a stop is in flight.
 pub const STW_ACTIVE: u32 = 1;
@@ -182,7 +196,7 @@ const _: () = assert!(core::mem::size_of::<HistKey>() == 8);
 const _: () = assert!(core::mem::size_of::<Hist>() == 8 * (3 + NUM_BUCKETS));
 const _: () = assert!(core::mem::size_of::<ProcConfig>() == 8);
 const _: () = assert!(core::mem::size_of::<BinaryConfig>() == 24);
-const _: () = assert!(core::mem::size_of::<StwState>() == 16);
+const _: () = assert!(core::mem::size_of::<StwState>() == 32);
 const _: () = assert!(core::mem::size_of::<ProcCounters>() == 64);
 
 #[cfg(feature = "user")]

@@ -36,6 +36,15 @@ mod arch {
         r.rip
     }
 
+    /// Go ABI0 (assembly functions such as `runtime.nanotime1`) returns results on the
+    /// stack: right after the CALL, the first result is at 0(SP).
+    pub const ABI0_RESULT0_SP_OFFSET: u64 = 0;
+
+    #[inline(always)]
+    pub fn sp(r: &Regs) -> u64 {
+        r.rsp
+    }
+
     /// At a function's entry, the return address is the word at the stack pointer.
     #[inline(always)]
     pub fn return_address(r: &Regs) -> Result<u64, i64> {
@@ -58,6 +67,14 @@ mod arch {
     #[inline(always)]
     pub fn ip(r: &Regs) -> u64 {
         r.pc
+    }
+
+    /// Go ABI0 on arm64: 0(RSP) holds the callee's saved LR slot, results start at 8(RSP).
+    pub const ABI0_RESULT0_SP_OFFSET: u64 = 8;
+
+    #[inline(always)]
+    pub fn sp(r: &Regs) -> u64 {
+        r.sp
     }
 
     /// At a function's entry, the return address is in the link register (X30).
@@ -96,4 +113,12 @@ pub fn ip(ctx: &ProbeContext) -> u64 {
 #[inline(always)]
 pub fn return_address(ctx: &ProbeContext) -> Result<u64, i64> {
     arch::return_address(regs(ctx))
+}
+
+/// First result of a Go ABI0 function, read right after the call returned.
+#[inline(always)]
+pub fn abi0_result0(ctx: &ProbeContext) -> Result<u64, i64> {
+    let at = arch::sp(regs(ctx)) + arch::ABI0_RESULT0_SP_OFFSET;
+    // SAFETY: reads user memory through the helper, which tolerates faults.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_user(at as *const u64) }.map_err(|e| e as i64)
 }

@@ -15,7 +15,7 @@
 
 use aya_ebpf::{EbpfContext, helpers::generated::bpf_get_attach_cookie, macros::uprobe, programs::ProbeContext};
 use probe_common::{
-    BinaryConfig, ErrorCounter, HistKind, STW_ACTIVE, STW_MARK_TERM, STW_REASON_GC_MARK_TERM,
+    BinaryConfig, CLOCK_ROLE_MARK_TERM_END, CLOCK_ROLE_PAUSE_BEGIN, CLOCK_ROLE_SHIFT, ErrorCounter, HistKind, STW_ACTIVE, STW_MARK_TERM, STW_REASON_GC_MARK_TERM,
     STW_REASON_GC_SWEEP_TERM, STW_REASON_OTHER_NO_REASON, StwAbi, StwState,
 };
 
@@ -25,9 +25,14 @@ use crate::{
 };
 
 #[inline(always)]
-fn binary_config(ctx: &ProbeContext) -> Result<BinaryConfig, i64> {
+fn cookie(ctx: &ProbeContext) -> u64 {
     // SAFETY: the context pointer comes from the kernel.
-    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    unsafe { bpf_get_attach_cookie(ctx.as_ptr()) }
+}
+
+#[inline(always)]
+fn binary_config(ctx: &ProbeContext) -> Result<BinaryConfig, i64> {
+    let cookie = cookie(ctx);
     // SAFETY: the value is copied out immediately.
     match unsafe { BINARIES.get(&(cookie as u32)) } {
         Some(c) => Ok(*c),
@@ -65,6 +70,8 @@ fn finish(tgid: u32, abi: StwAbi, st: &mut StwState, end_ns: u64) {
         with_counters(tgid, |c| c.gc_cycles += 1);
     }
     st.flags = 0;
+    st.clock_begin_ns = 0;
+    st.clock_end_ns = 0;
 }
 
 #[uprobe]
@@ -93,7 +100,50 @@ fn try_stw_stop_entry(ctx: &ProbeContext) -> Result<(), i64> {
         Some(StwAbi::ReasonAtStop) => (go_abi::int_arg(ctx, 0) & 0xff) as u32,
         _ => return Ok(()),
     };
-    store(tgid, &StwState { begin_ns: now, reason, flags: STW_ACTIVE });
+    // Prefer the runtime's own pauseStart, caught by gc_clock moments ago (GC stops only).
+    let clock = match STW_STATE.get_ptr(&tgid) {
+        // SAFETY: map value pointer valid while the program runs.
+        Some(st) => unsafe { (*st).clock_begin_ns },
+        None => 0,
+    };
+    let begin_ns = if clock != 0 && clock <= now && now - clock < MAX_CLOCK_AGE_NS { clock } else { now };
+    store(tgid, &StwState { begin_ns, reason, flags: STW_ACTIVE, clock_begin_ns: 0, clock_end_ns: 0 });
+    Ok(())
+}
+
+/// A clock value older than this is stale (its pause never came) and is not used.
+const MAX_CLOCK_AGE_NS: u64 = 50_000_000;
+
+/// Go <= 1.21: reads the `nanotime()` result right after the runtime's call (ABI0: on the
+/// stack), at the sites user space found by disassembly; the cookie says which one it is.
+#[uprobe]
+pub fn gc_clock(ctx: ProbeContext) -> u32 {
+    let _ = try_gc_clock(&ctx);
+    0
+}
+
+fn try_gc_clock(ctx: &ProbeContext) -> Result<(), i64> {
+    let (tgid, _) = current_ids();
+    if !is_watched(tgid) {
+        return Ok(());
+    }
+    let role = cookie(ctx) >> CLOCK_ROLE_SHIFT;
+    let t = go_abi::abi0_result0(ctx).inspect_err(|_| count_error(ErrorCounter::ReadUser))?;
+    match STW_STATE.get_ptr_mut(&tgid) {
+        Some(st) => {
+            // SAFETY: map value pointer valid while the program runs.
+            let st = unsafe { &mut *st };
+            if role == CLOCK_ROLE_PAUSE_BEGIN {
+                st.clock_begin_ns = t;
+            } else if role == CLOCK_ROLE_MARK_TERM_END {
+                st.clock_end_ns = t;
+            }
+        }
+        None if role == CLOCK_ROLE_PAUSE_BEGIN => {
+            store(tgid, &StwState { clock_begin_ns: t, ..StwState::default() });
+        }
+        None => {}
+    }
     Ok(())
 }
 
@@ -108,7 +158,7 @@ pub fn gc_mark_term_entry(_ctx: ProbeContext) -> u32 {
     match STW_STATE.get_ptr_mut(&tgid) {
         // SAFETY: map value pointer valid while the program runs.
         Some(st) => unsafe { (*st).flags |= STW_MARK_TERM },
-        None => store(tgid, &StwState { begin_ns: 0, reason: 0, flags: STW_MARK_TERM }),
+        None => store(tgid, &StwState { flags: STW_MARK_TERM, ..StwState::default() }),
     }
     0
 }
@@ -137,6 +187,7 @@ fn try_stw_start_entry(ctx: &ProbeContext) -> Result<(), i64> {
             begin_ns: go_abi::int_arg(ctx, 2),
             reason: (go_abi::int_arg(ctx, 1) & 0xff) as u32,
             flags: flags | STW_ACTIVE,
+            ..StwState::default()
         };
         store(tgid, &st);
         return Ok(());
@@ -152,9 +203,11 @@ fn try_stw_start_entry(ctx: &ProbeContext) -> Result<(), i64> {
         return Ok(());
     }
     if st.flags & STW_MARK_TERM != 0 {
-        // Go <= 1.21 ends the mark-termination pause with a nanotime() taken just before
-        // calling startTheWorldWithSema, and ignores start's result.
-        finish(tgid, abi, st, now);
+        // Go <= 1.21 ends the mark-termination pause with a nanotime() taken in
+        // gcMarkTermination before calling startTheWorldWithSema, and ignores start's result.
+        let clock = st.clock_end_ns;
+        let end = if clock != 0 && clock >= st.begin_ns && clock <= now { clock } else { now };
+        finish(tgid, abi, st, end);
     }
     Ok(())
 }

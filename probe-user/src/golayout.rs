@@ -14,6 +14,14 @@ pub const FN_GC_MARK_TERMINATION: &str = "runtime.gcMarkTermination";
 /// The closure `stopTheWorld` runs on the system stack; a stop called from it is not a GC
 /// stop (Go 1.17–1.20 pass no reason).
 pub const FN_STOP_THE_WORLD_CLOSURE: &str = "runtime.stopTheWorld.func1";
+pub const FN_GC_START: &str = "runtime.gcStart";
+pub const FN_GC_MARK_DONE: &str = "runtime.gcMarkDone";
+/// Go <= 1.21 time GC pauses with `nanotime()` (inlined: a call to the ABI0 assembly function
+/// `runtime.nanotime1`): once in `gcStart` and once in `gcMarkDone` right before stopping the
+/// world (the value becomes `work.pauseStart`), and last in `gcMarkTermination` for the end of
+/// the mark-termination pause (src/runtime/mgc.go, go1.19 lines 659/848/997). A uprobe right
+/// after each call reads the exact value, so golat's pause equals the runtime's.
+pub const FN_NANOTIME: &str = "runtime.nanotime1";
 
 /// How golat measures one Go version's stop-the-world pauses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +29,8 @@ pub struct StwLayout {
     pub abi: StwAbi,
     /// Probe `stopTheWorldWithSema` entry (not needed from 1.22: start carries everything).
     pub probe_stop: bool,
+    /// Read the runtime's own pause clock after its `nanotime()` calls (Go <= 1.21).
+    pub clock_probes: bool,
     /// Source of this row.
     pub source: &'static str,
 }
@@ -39,16 +49,19 @@ pub fn stw_layout(major: u32, minor: u32) -> Option<StwLayout> {
         17..=20 => StwLayout {
             abi: StwAbi::NoReason,
             probe_stop: true,
+            clock_probes: true,
             source: "go1.17-go1.20 src/runtime/proc.go: stopTheWorldWithSema(), startTheWorldWithSema(bool) int64",
         },
         21 => StwLayout {
             abi: StwAbi::ReasonAtStop,
             probe_stop: true,
+            clock_probes: true,
             source: "go1.21 src/runtime/proc.go: stopTheWorldWithSema(reason stwReason), startTheWorldWithSema() int64",
         },
         _ => StwLayout {
             abi: StwAbi::WorldStop,
             probe_stop: false,
+            clock_probes: false,
             source: "go1.22+ src/runtime/proc.go: startTheWorldWithSema(now int64, w worldStop) int64",
         },
     })

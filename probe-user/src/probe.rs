@@ -16,7 +16,7 @@ use aya::{
     util::nr_cpus,
 };
 use probe_common::{
-    BinaryConfig, ErrorCounter, Hist, HistKey, HistKind, ProcConfig, ProcCounters, StwAbi,
+    BinaryConfig, CLOCK_ROLE_MARK_TERM_END, CLOCK_ROLE_PAUSE_BEGIN, CLOCK_ROLE_SHIFT, ErrorCounter, Hist, HistKey, HistKind, ProcConfig, ProcCounters, StwAbi,
     names::*,
 };
 
@@ -86,6 +86,9 @@ pub struct BinaryInfo {
     pub stw: StwLayout,
     pub stripped: bool,
     pub pie: bool,
+    /// Pause start/end come from the runtime's own `nanotime()` values (false: from the
+    /// probes' clock, see docs/design.md).
+    pub exact_pause_clock: bool,
 }
 
 struct Binary {
@@ -199,24 +202,44 @@ impl Probe {
         let hook_err = |function: &'static str, detail: String| AttachError::Hook { pid, comm: comm.clone(), function, detail };
         let resolve = |name: &'static str| bin.function(name).map_err(|e| hook_err(name, e.to_string()));
 
-        // Where each program goes: (program, function, file offsets).
-        let mut plan: Vec<(&'static str, &'static str, Vec<u64>)> = Vec::new();
+        // Where each program goes: (program, function, [(file offset, attach cookie)]).
+        let cookie = u64::from(id);
+        let mut plan: Vec<(&'static str, &'static str, Vec<(u64, u64)>)> = Vec::new();
         let start = resolve(golayout::FN_START_THE_WORLD)?;
         let rets = bin
             .return_sites(&start)
             .map_err(|e| hook_err(golayout::FN_START_THE_WORLD, e.to_string()))?;
-        plan.push((PROG_STW_START_ENTRY, golayout::FN_START_THE_WORLD, vec![start.file_offset]));
-        plan.push((PROG_STW_START_RET, golayout::FN_START_THE_WORLD, rets.iter().map(|s| s.file_offset).collect()));
+        plan.push((PROG_STW_START_ENTRY, golayout::FN_START_THE_WORLD, vec![(start.file_offset, cookie)]));
+        plan.push((PROG_STW_START_RET, golayout::FN_START_THE_WORLD, rets.iter().map(|s| (s.file_offset, cookie)).collect()));
         let mark = resolve(golayout::FN_GC_MARK_TERMINATION)?;
-        plan.push((PROG_GC_MARK_TERM_ENTRY, golayout::FN_GC_MARK_TERMINATION, vec![mark.file_offset]));
+        plan.push((PROG_GC_MARK_TERM_ENTRY, golayout::FN_GC_MARK_TERMINATION, vec![(mark.file_offset, cookie)]));
         let mut config = BinaryConfig { stw_abi: stw.abi as u32, _pad: 0, other_caller_lo: 0, other_caller_hi: 0 };
         if stw.probe_stop {
             let stop = resolve(golayout::FN_STOP_THE_WORLD)?;
-            plan.push((PROG_STW_STOP_ENTRY, golayout::FN_STOP_THE_WORLD, vec![stop.file_offset]));
+            plan.push((PROG_STW_STOP_ENTRY, golayout::FN_STOP_THE_WORLD, vec![(stop.file_offset, cookie)]));
             if stw.abi == StwAbi::NoReason {
                 let closure = resolve(golayout::FN_STOP_THE_WORLD_CLOSURE)?;
                 config.other_caller_lo = closure.address as i64 - stop.address as i64;
                 config.other_caller_hi = (closure.address + closure.size) as i64 - stop.address as i64;
+            }
+        }
+        let mut exact_clock = true;
+        if stw.clock_probes {
+            match clock_sites(&bin) {
+                Ok(sites) => {
+                    let with_cookie = |role: u64, sites: Vec<u64>| -> Vec<(u64, u64)> {
+                        sites.into_iter().map(|o| (o, cookie | (role << CLOCK_ROLE_SHIFT))).collect()
+                    };
+                    let mut all = with_cookie(CLOCK_ROLE_PAUSE_BEGIN, sites.pause_begin);
+                    all.extend(with_cookie(CLOCK_ROLE_MARK_TERM_END, vec![sites.mark_term_end]));
+                    plan.push((PROG_GC_CLOCK, golayout::FN_NANOTIME, all));
+                }
+                Err(e) => {
+                    // Still usable: pauses are then timed from the probes' own clock, which
+                    // misses the uprobe's trap latency at the start of each pause.
+                    log::warn!("pid {pid}: {e}; GC pause times will be approximate");
+                    exact_clock = false;
+                }
             }
         }
 
@@ -238,11 +261,8 @@ impl Probe {
                     break;
                 }
             };
-            for &offset in offsets {
-                let point = UProbeAttachPoint {
-                    location: UProbeAttachLocation::AbsoluteOffset(offset),
-                    cookie: Some(u64::from(id)),
-                };
+            for &(offset, cookie) in offsets {
+                let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(offset), cookie: Some(cookie) };
                 match p.attach(point, attach_path, UProbeScope::AllProcesses) {
                     Ok(link) => links.push((*prog, link)),
                     Err(e) => {
@@ -258,7 +278,7 @@ impl Probe {
         }
         let binary = Binary {
             id,
-            info: BinaryInfo { go_version, stw, stripped: bin.is_stripped(), pie: bin.is_pie() },
+            info: BinaryInfo { go_version, stw, stripped: bin.is_stripped(), pie: bin.is_pie(), exact_pause_clock: exact_clock },
             links,
             pids: HashSet::new(),
         };
@@ -421,3 +441,26 @@ where
         .map_err(|source| ProbeError::Program { name, source })
 }
 
+
+/// File offsets of the `gc_clock` probes for Go <= 1.21 (see [`golayout::FN_NANOTIME`]).
+struct ClockSites {
+    pause_begin: Vec<u64>,
+    mark_term_end: u64,
+}
+
+fn clock_sites(bin: &gobin::GoBinary) -> Result<ClockSites, gobin::Error> {
+    let nanotime = bin.function(golayout::FN_NANOTIME)?;
+    let mut pause_begin = Vec::new();
+    for caller in [golayout::FN_GC_START, golayout::FN_GC_MARK_DONE] {
+        let sites = bin.call_return_sites(&bin.function(caller)?, &nanotime)?;
+        if sites.len() != 1 {
+            return Err(gobin::Error::Unsupported {
+                what: format!("{caller} calls {} {} times, expected once", golayout::FN_NANOTIME, sites.len()),
+            });
+        }
+        pause_begin.push(sites[0].file_offset);
+    }
+    let term = bin.call_return_sites(&bin.function(golayout::FN_GC_MARK_TERMINATION)?, &nanotime)?;
+    let last = term.last().map(|s| s.file_offset).ok_or_else(|| gobin::Error::FunctionNotFound(golayout::FN_NANOTIME.into()))?;
+    Ok(ClockSites { pause_begin, mark_term_end: last })
+}

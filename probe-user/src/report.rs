@@ -70,6 +70,10 @@ impl From<Latency> for RunqStats {
 pub struct ProbeHealth {
     /// Start-the-world seen without its stop (attached mid-pause or state lost).
     pub stw_unpaired: u64,
+    /// Where GC pause start and end times come from: `runtime` (the runtime's own clock
+    /// values, equal to what it reports) or `probe` (the probes' clock; misses the uprobe trap
+    /// latency at the start of each pause).
+    pub pause_clock: &'static str,
 }
 
 /// One process over one window (an `interval`) or the whole capture (a `summary`).

@@ -97,7 +97,10 @@ fn build_record(w: &Watched, from: &ProcSnapshot, to: &ProcSnapshot, window: Dur
         os_runq: runq.into(),
         threads: w.threads,
         exited: w.exited,
-        probe: ProbeHealth { stw_unpaired: to.counters.stw_unpaired.saturating_sub(from.counters.stw_unpaired) },
+        probe: ProbeHealth {
+            stw_unpaired: to.counters.stw_unpaired.saturating_sub(from.counters.stw_unpaired),
+            pause_clock: if w.info.exact_pause_clock { "runtime" } else { "probe" },
+        },
     }
 }
 
