@@ -20,6 +20,7 @@
 //! No input makes this crate panic: a truncated, foreign or corrupt file gives one [`Error`].
 
 mod buildinfo;
+mod calls;
 mod disasm;
 mod dwarf;
 mod elf;

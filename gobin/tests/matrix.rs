@@ -288,3 +288,35 @@ fn struct_offsets_dwarf_and_table_agree() {
         }
     }
 }
+
+/// Direct call sites (`GoBinary::call_return_sites`) equal objdump's `CALL f(SB)` lines, for
+/// every callee of the STW functions.
+#[test]
+fn call_sites_match_go_objdump() {
+    for case in matrix() {
+        let bin = open(case);
+        let twin = case.twin();
+        let l = case.label();
+        for caller_name in ["runtime.stopTheWorldWithSema", "runtime.startTheWorldWithSema", "runtime.gcStart"] {
+            let regex = format!("^{}$", caller_name.replace('.', "\\."));
+            let insns = go_build::go_objdump(&twin.go, &twin.path, &regex, case.arch)
+                .unwrap_or_else(|e| panic!("{l}: {e:#}"));
+            let mut want: HashMap<&str, Vec<u64>> = HashMap::new();
+            for i in &insns {
+                let Some(callee) = i.text.strip_prefix("CALL ").and_then(|t| t.strip_suffix("(SB)")) else { continue };
+                want.entry(callee).or_default().push(i.address + i.bytes.len() as u64);
+            }
+            assert!(!want.is_empty(), "{l}: {caller_name} calls nothing?");
+            let caller = bin.function(caller_name).unwrap_or_else(|e| panic!("{l}: {e}"));
+            for (callee_name, sites) in want {
+                let callee = bin.function(callee_name).unwrap_or_else(|e| panic!("{l}: {callee_name}: {e}"));
+                let got = bin.call_return_sites(&caller, &callee).unwrap_or_else(|e| panic!("{l}: {e}"));
+                let addrs: Vec<u64> = got.iter().map(|s| s.address).collect();
+                assert_eq!(addrs, sites, "{l}: {caller_name} -> {callee_name}");
+                for s in &got {
+                    assert_eq!(s.file_offset - caller.file_offset, s.address - caller.address, "{l}");
+                }
+            }
+        }
+    }
+}
