@@ -200,7 +200,7 @@ impl GoBinary {
     pub fn cgo(&self) -> bool {
         match self.build_info.setting("CGO_ENABLED") {
             Some(v) => v == "1",
-            None => !self.pclntab.with_prefix("main._Cfunc_").is_empty(),
+            None => !self.pclntab.view(&self.data).with_prefix("main._Cfunc_").is_empty(),
         }
     }
 
@@ -255,7 +255,10 @@ impl GoBinary {
     /// Like [`GoBinary::function`] but from one source only (tests compare the two).
     pub fn function_from(&self, name: &str, source: AddressSource) -> Result<Function> {
         let not_found = || Error::FunctionNotFound(name.to_owned());
-        let pcln = self.pclntab.lookup(name).or_else(|| self.pclntab.lookup_elided(name));
+        let pcln = {
+            let v = self.pclntab.view(&self.data);
+            v.lookup(name).or_else(|| v.lookup_elided(name))
+        };
         let pcln = pcln.and_then(|i| self.pclntab.bounds(i));
         let (address, size) = match source {
             AddressSource::Pclntab => {
@@ -282,11 +285,11 @@ impl GoBinary {
 
     /// Functions of the pclntab whose name starts with `prefix`, in name order.
     pub fn functions_matching(&self, prefix: &str) -> Vec<Function> {
-        self.pclntab.with_prefix(prefix).into_iter().filter_map(|i| self.pclntab_function(i)).collect()
+        self.pclntab.view(&self.data).with_prefix(prefix).into_iter().filter_map(|i| self.pclntab_function(i)).collect()
     }
 
     fn pclntab_function(&self, i: usize) -> Option<Function> {
-        let name = self.pclntab.name(i)?;
+        let name = self.pclntab.view(&self.data).name(i)?;
         let (address, end) = self.pclntab.bounds(i)?;
         Some(Function {
             name: name.to_owned(),

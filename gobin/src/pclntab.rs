@@ -104,8 +104,9 @@ pub enum TextStartSource {
 #[derive(Debug)]
 pub(crate) struct Pclntab {
     pub info: PclntabInfo,
-    /// The bytes from the header to the end of the containing section or segment.
-    table: Vec<u8>,
+    /// File range from the header to the end of the containing segment (the bytes stay in
+    /// the caller's buffer; see [`Pclntab::view`]).
+    range: (usize, usize),
     funcname_off: usize,
     pcln_off: usize,
     /// nfunc + 1 absolute entry addresses (the last one is the end of the text).
@@ -309,14 +310,17 @@ impl Pclntab {
                 text_start,
                 text_start_source,
             },
-            table: table.to_vec(),
+            range: {
+                let start = usize::try_from(file_offset).map_err(|_| bad("offset"))?;
+                (start, start + table.len())
+            },
             funcname_off,
             pcln_off,
             entries,
             by_name: OnceLock::new(),
         };
         // The first function must have a readable name.
-        if tab.name_bytes(0).is_none_or(|n| n.is_empty()) {
+        if tab.view(cx.data).name_bytes(0).is_none_or(|n| n.is_empty()) {
             return Err(bad("first function has no name"));
         }
         Ok(tab)
@@ -331,37 +335,51 @@ impl Pclntab {
         Some((*self.entries.get(i)?, *self.entries.get(i + 1)?))
     }
 
+    /// Accessor over the caller's file bytes (`data` must be the buffer this table was
+    /// parsed from).
+    pub fn view<'a>(&'a self, data: &'a [u8]) -> View<'a> {
+        View { t: self, table: data.get(self.range.0..self.range.1).unwrap_or_default() }
+    }
+}
+
+/// A [`Pclntab`] together with the file bytes it describes.
+pub(crate) struct View<'a> {
+    t: &'a Pclntab,
+    table: &'a [u8],
+}
+
+impl<'a> View<'a> {
     /// Raw name bytes of function `i`.
-    pub fn name_bytes(&self, i: usize) -> Option<&[u8]> {
-        let entry_size = if self.info.version == PclntabVersion::Go116 { 16 } else { 8 };
-        let funcoff_at = self.pcln_off.checked_add(i.checked_mul(entry_size)?)?.checked_add(entry_size / 2)?;
-        let funcoff = match self.info.version {
-            PclntabVersion::Go116 => usize::try_from(u64_at(&self.table, funcoff_at)?).ok()?,
-            _ => usize::try_from(u32_at(&self.table, funcoff_at)?).ok()?,
+    pub fn name_bytes(&self, i: usize) -> Option<&'a [u8]> {
+        let entry_size = if self.t.info.version == PclntabVersion::Go116 { 16 } else { 8 };
+        let funcoff_at = self.t.pcln_off.checked_add(i.checked_mul(entry_size)?)?.checked_add(entry_size / 2)?;
+        let funcoff = match self.t.info.version {
+            PclntabVersion::Go116 => usize::try_from(u64_at(self.table, funcoff_at)?).ok()?,
+            _ => usize::try_from(u32_at(self.table, funcoff_at)?).ok()?,
         };
-        let func = self.pcln_off.checked_add(funcoff)?;
+        let func = self.t.pcln_off.checked_add(funcoff)?;
         let nameoff_at = func.checked_add(entry_size / 2)?;
-        let nameoff = u32_at(&self.table, nameoff_at)? as i32;
-        let name = usize::try_from(i64::try_from(self.funcname_off).ok()?.checked_add(i64::from(nameoff))?).ok()?;
+        let nameoff = u32_at(self.table, nameoff_at)? as i32;
+        let name = usize::try_from(i64::try_from(self.t.funcname_off).ok()?.checked_add(i64::from(nameoff))?).ok()?;
         let rest = self.table.get(name..)?;
         let nul = rest.iter().position(|&b| b == 0)?;
         rest.get(..nul)
     }
 
-    pub fn name(&self, i: usize) -> Option<&str> {
+    pub fn name(&self, i: usize) -> Option<&'a str> {
         std::str::from_utf8(self.name_bytes(i)?).ok()
     }
 
-    fn sorted(&self) -> &[u32] {
-        self.by_name.get_or_init(|| {
-            let mut idx: Vec<u32> = (0..self.len()).filter_map(|i| u32::try_from(i).ok()).collect();
+    fn sorted(&self) -> &'a [u32] {
+        self.t.by_name.get_or_init(|| {
+            let mut idx: Vec<u32> = (0..self.t.len()).filter_map(|i| u32::try_from(i).ok()).collect();
             idx.sort_by(|&a, &b| self.name_bytes(a as usize).cmp(&self.name_bytes(b as usize)));
             idx
         })
     }
 
     /// Indices of all functions named exactly `name`, in address order.
-    fn all_named(&self, name: &str) -> &[u32] {
+    fn all_named(&self, name: &str) -> &'a [u32] {
         let sorted = self.sorted();
         let key = Some(name.as_bytes());
         let start = sorted.partition_point(|&i| self.name_bytes(i as usize) < key);
@@ -372,17 +390,17 @@ impl Pclntab {
     /// `_func.flag` of function `i`: byte 41 of `_func` for Go 1.16/1.17 and 1.20+, byte 37
     /// for 1.18/1.19 (1.20 inserted `startLine` before `funcID`, `flag`).
     fn func_flag(&self, i: usize) -> Option<u8> {
-        let entry_size = if self.info.version == PclntabVersion::Go116 { 16 } else { 8 };
-        let funcoff_at = self.pcln_off.checked_add(i.checked_mul(entry_size)?)?.checked_add(entry_size / 2)?;
-        let funcoff = match self.info.version {
-            PclntabVersion::Go116 => usize::try_from(u64_at(&self.table, funcoff_at)?).ok()?,
-            _ => usize::try_from(u32_at(&self.table, funcoff_at)?).ok()?,
+        let entry_size = if self.t.info.version == PclntabVersion::Go116 { 16 } else { 8 };
+        let funcoff_at = self.t.pcln_off.checked_add(i.checked_mul(entry_size)?)?.checked_add(entry_size / 2)?;
+        let funcoff = match self.t.info.version {
+            PclntabVersion::Go116 => usize::try_from(u64_at(self.table, funcoff_at)?).ok()?,
+            _ => usize::try_from(u32_at(self.table, funcoff_at)?).ok()?,
         };
-        let flag_at = match self.info.version {
+        let flag_at = match self.t.info.version {
             PclntabVersion::Go118 => 37,
             PclntabVersion::Go116 | PclntabVersion::Go120 => 41,
         };
-        self.table.get(self.pcln_off.checked_add(funcoff)?.checked_add(flag_at)?).copied()
+        self.table.get(self.t.pcln_off.checked_add(funcoff)?.checked_add(flag_at)?).copied()
     }
 
     /// `FuncFlagAsm` (1 << 2, src/internal/abi/symtab.go): written in assembly.
