@@ -9,8 +9,9 @@ pub const SUB_BITS: u32 = 4;
 const SUB: u64 = 1 << SUB_BITS;
 /// Highest power of two tracked exclusively: 2^40 ns ≈ 1100 s.
 pub const MAX_MSB_EXCL: u32 = 40;
-/// Number of buckets: the 16 exact ones, then 16 per power of two from 2^4 to 2^39.
-pub const NUM_BUCKETS: usize = (SUB as usize) * ((MAX_MSB_EXCL - SUB_BITS) as usize + 1);
+/// Number of buckets: the 16 exact ones, 16 per power of two from 2^4 to 2^39, and one
+/// overflow bucket for everything from 2^40 ns up.
+pub const NUM_BUCKETS: usize = (SUB as usize) * ((MAX_MSB_EXCL - SUB_BITS) as usize + 1) + 1;
 
 /// Index of the most significant set bit, without a loop (the verifier prefers straight code).
 #[inline(always)]

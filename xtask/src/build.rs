@@ -1,10 +1,10 @@
 use std::path::PathBuf;
 
-use crate::util::{cargo, run, workspace_root};
+use crate::util::{cargo, run as run_cmd, workspace_root};
 
 /// Builds the `golat` binary (and, through probe-user/build.rs, the eBPF programs).
 pub fn golat() -> anyhow::Result<PathBuf> {
     crate::setup::ensure_tool_path();
-    run(cargo().current_dir(workspace_root()).args(["build", "--release", "--package", "probe-user", "--bin", "golat"]))?;
+    run_cmd(cargo().current_dir(workspace_root()).args(["build", "--release", "--package", "probe-user", "--bin", "golat"]))?;
     Ok(workspace_root().join("target/release/golat"))
 }

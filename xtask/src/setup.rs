@@ -5,7 +5,7 @@ use std::{fs, path::Path, process::Command};
 
 use anyhow::{Context as _, bail};
 
-use crate::util::{cargo, output, run};
+use crate::util::{cargo, output, run as run_cmd};
 
 #[derive(Debug, Default, clap::Args)]
 pub struct SetupArgs {
@@ -70,9 +70,9 @@ fn apt_packages(check: bool) -> anyhow::Result<()> {
         fs::write(BACKPORTS_FILE, BACKPORTS_SOURCE)
             .with_context(|| format!("cannot write {BACKPORTS_FILE} (run as root, or add bookworm-backports to apt sources yourself)"))?;
     }
-    run(Command::new("apt-get").args(["update", "-q"]))
+    run_cmd(Command::new("apt-get").args(["update", "-q"]))
         .context("apt-get update failed (run as root with access to Debian's mirrors)")?;
-    run(Command::new("apt-get")
+    run_cmd(Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing))
@@ -85,14 +85,14 @@ fn rust_toolchains(check: bool) -> anyhow::Result<()> {
         if check {
             bail!("no nightly Rust toolchain (run `rustup toolchain install nightly --component rust-src`)");
         }
-        run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal", "--component", "rust-src"]))?;
+        run_cmd(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal", "--component", "rust-src"]))?;
     }
     let components = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"])).unwrap_or_default();
     if !components.lines().any(|l| l.starts_with("rust-src")) {
         if check {
             bail!("nightly lacks rust-src (run `rustup component add rust-src --toolchain nightly`)");
         }
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        run_cmd(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
     }
     Ok(())
 }
@@ -107,7 +107,7 @@ fn bpf_linker(check: bool) -> anyhow::Result<()> {
         bail!("bpf-linker {BPF_LINKER_VERSION} not found (run `cargo xtask setup`)");
     }
     let path = format!("{LLVM_PREFIX}/bin:{}", std::env::var("PATH").unwrap_or_default());
-    run(cargo()
+    run_cmd(cargo()
         .env("LLVM_PREFIX", LLVM_PREFIX)
         .env("PATH", path)
         .args(["install", "--locked", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features", "llvm-22"]))
@@ -122,7 +122,7 @@ fn tracefs(check: bool) -> anyhow::Result<()> {
     if check {
         bail!("tracefs not mounted (run `mount -t tracefs tracefs {TRACEFS}`)");
     }
-    run(Command::new("mount").args(["-t", "tracefs", "tracefs", TRACEFS])).with_context(|| format!("run `mount -t tracefs tracefs {TRACEFS}` as root"))
+    run_cmd(Command::new("mount").args(["-t", "tracefs", "tracefs", TRACEFS])).with_context(|| format!("run `mount -t tracefs tracefs {TRACEFS}` as root"))
 }
 
 fn kernel() -> anyhow::Result<()> {

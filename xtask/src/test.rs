@@ -1,7 +1,7 @@
 //! `cargo xtask test`: every test, on the real kernel. With CI=true a kernel test that cannot
 //! run is a failure, not a skip.
 
-use crate::util::{cargo, run, workspace_root};
+use crate::util::{cargo, run as run_cmd, workspace_root};
 
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
@@ -15,13 +15,13 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     let golat = crate::build::golat()?;
     let root = workspace_root();
     // Unit tests and file-only tests of every crate but the eBPF one (a no_std bpf binary).
-    run(cargo()
+    run_cmd(cargo()
         .current_dir(&root)
         .args(["test", "--release", "--workspace", "--exclude", "probe-ebpf", "--exclude", "integration-tests", "--"])
         .args(&args.test_args))?;
     // Kernel integration tests: real Go programs under the real probe. One at a time, since
     // they measure scheduling on a 2-core machine.
-    run(cargo()
+    run_cmd(cargo()
         .current_dir(&root)
         .env("GOLAT_BIN", &golat)
         .args(["test", "--release", "--package", "integration-tests", "--", "--test-threads=1"])
