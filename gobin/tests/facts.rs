@@ -22,8 +22,20 @@ fn print_facts() {
             })
             .unwrap_or_else(|| "no DWARF".into());
         let func1 = bin.function("runtime.stopTheWorld.func1").is_ok();
+        let casg = bin.function("runtime.casgstatus").expect("casgstatus");
+        let calls: Vec<String> = ["runtime.execute", "runtime.ready", "runtime.newproc1", "runtime.park_m"]
+            .iter()
+            .map(|c| {
+                let n = bin
+                    .function(c)
+                    .ok()
+                    .and_then(|f| bin.call_return_sites(&f, &casg).ok())
+                    .map_or(0, |s| s.len());
+                format!("{}:{n}", c.trim_start_matches("runtime."))
+            })
+            .collect();
         println!(
-            "{:<34} {:?} at {} ({:#x}) textStart={:#x} via {:?} nfunc={} stw.func1={} {}",
+            "{:<34} {:?} at {} ({:#x}) textStart={:#x} via {:?} nfunc={} stw.func1={} casgstatus calls [{}] {}",
             case.label(),
             p.version,
             p.location,
@@ -32,6 +44,7 @@ fn print_facts() {
             p.text_start_source,
             p.nfunc,
             func1,
+            calls.join(" "),
             offs
         );
     }

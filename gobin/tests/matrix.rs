@@ -49,7 +49,10 @@ fn build_info_and_flags() {
         assert_eq!(bin.is_stripped(), case.variant.is_stripped(), "{l}");
         assert_eq!(bin.has_dwarf(), !case.variant.is_stripped(), "{l}");
         assert_eq!(bin.cgo(), case.variant.is_cgo(), "{l}");
-        assert!(!bin.pgo(), "{l}");
+        assert_eq!(bin.pgo(), case.variant == go_build::Variant::Pgo, "{l}");
+        if bin.pgo() {
+            assert!(bi.setting("-pgo").is_some_and(|p| p.ends_with(".pprof")), "{l}");
+        }
         assert_eq!(bi.path.as_deref(), Some("golat.test/inspect"), "{l}");
         assert_eq!(bi.main_module.as_ref().map(|m| m.path.as_str()), Some("golat.test/inspect"), "{l}");
         // Go 1.18/1.19 record neither -buildmode nor -ldflags.
@@ -317,6 +320,22 @@ fn call_sites_match_go_objdump() {
                     assert_eq!(s.file_offset - caller.file_offset, s.address - caller.address, "{l}");
                 }
             }
+        }
+    }
+}
+
+/// Without PGO, `runtime.casgstatus` is never inlined into the scheduler functions golat relies
+/// on: each of them calls it.
+#[test]
+fn casgstatus_is_called_not_inlined_without_pgo() {
+    for case in matrix().iter().filter(|c| c.variant != go_build::Variant::Pgo) {
+        let bin = open(case);
+        let l = case.label();
+        let casg = bin.function("runtime.casgstatus").unwrap();
+        for caller in ["runtime.execute", "runtime.ready", "runtime.newproc1"] {
+            let f = bin.function(caller).unwrap();
+            let sites = bin.call_return_sites(&f, &casg);
+            assert!(sites.is_ok_and(|s| !s.is_empty()), "{l}: {caller} does not call casgstatus");
         }
     }
 }

@@ -155,16 +155,22 @@ pub enum Variant {
     CgoPie,
     /// `CGO_ENABLED=1 go build -buildmode=pie -ldflags='-s -w'`.
     CgoPieStripped,
+    /// `CGO_ENABLED=0 go build -pgo=PROFILE` (Go 1.21+, host architecture only): PROFILE is a
+    /// CPU profile written by running the [`Variant::Default`] build with
+    /// `-cpuprofile PROFILE`, so the workload must accept that flag. PGO can inline runtime
+    /// functions that are never inlined otherwise.
+    Pgo,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 7] = [
         Variant::Default,
         Variant::Stripped,
         Variant::Pie,
         Variant::PieStripped,
         Variant::CgoPie,
         Variant::CgoPieStripped,
+        Variant::Pgo,
     ];
 
     /// Directory-name form, e.g. `cgo-pie-stripped`.
@@ -176,6 +182,7 @@ impl Variant {
             Variant::PieStripped => "pie-stripped",
             Variant::CgoPie => "cgo-pie",
             Variant::CgoPieStripped => "cgo-pie-stripped",
+            Variant::Pgo => "pgo",
         }
     }
 
@@ -206,14 +213,18 @@ impl Variant {
     }
 
     /// `go build` arguments (after `build`).
-    fn build_args(self) -> Vec<&'static str> {
+    /// `go build` arguments (after `build`); `profile` is the PGO profile for [`Variant::Pgo`].
+    fn build_args(self, profile: Option<&Path>) -> Vec<String> {
         // No VCS stamping: outputs must not depend on the state of the git checkout.
-        let mut args = vec!["-buildvcs=false"];
+        let mut args = vec!["-buildvcs=false".to_owned()];
         if self.is_pie() {
-            args.push("-buildmode=pie");
+            args.push("-buildmode=pie".into());
         }
         if self.is_stripped() {
-            args.push("-ldflags=-s -w");
+            args.push("-ldflags=-s -w".into());
+        }
+        if let Some(p) = profile {
+            args.push(format!("-pgo={}", p.display()));
         }
         args
     }
@@ -245,10 +256,23 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
 }
 
 /// `Err(reason)` when `variant` cannot be built for `arch` on this machine (a cgo variant with
-/// no C compiler for that architecture); tests print the reason and skip.
+/// no C compiler for that architecture, PGO for a foreign architecture); tests print the
+/// reason and skip. See [`can_build_with`] for checks that depend on the toolchain.
 pub fn can_build(variant: Variant, arch: GoArch) -> Result<(), String> {
     if variant.is_cgo() && c_compiler(arch).is_none() {
         return Err(format!("no C compiler for {arch} (needed by {variant})"));
+    }
+    if variant == Variant::Pgo && Some(arch) != GoArch::host() {
+        return Err(format!("{variant} needs to run the workload, so only the host architecture"));
+    }
+    Ok(())
+}
+
+/// [`can_build`] plus what `go` supports (`-pgo` needs Go 1.21).
+pub fn can_build_with(go: &GoToolchain, variant: Variant, arch: GoArch) -> Result<(), String> {
+    can_build(variant, arch)?;
+    if variant == Variant::Pgo && go.version_tuple() < (1, 21, 0) {
+        return Err(format!("{variant} needs Go 1.21+, not {go}"));
     }
     Ok(())
 }
@@ -306,9 +330,10 @@ fn build_locks() -> &'static Mutex<HashMap<PathBuf, std::sync::Arc<Mutex<()>>>> 
 /// Builds the Go package in `workload_dir` with `go` for `linux/<arch>` as `variant`, unless an
 /// up-to-date output exists, and returns the binary's path (see [`output_path`]).
 pub fn build(workload_dir: &Path, go: &GoToolchain, variant: Variant, arch: GoArch) -> Result<PathBuf> {
-    if let Err(why) = can_build(variant, arch) {
+    if let Err(why) = can_build_with(go, variant, arch) {
         bail!("cannot build {variant} for {arch}: {why}");
     }
+    let profile = if variant == Variant::Pgo { Some(pgo_profile(workload_dir, go, arch)?) } else { None };
     let out = output_path(workload_dir, go, variant, arch);
     // One build per output at a time within this process.
     let lock = {
@@ -322,6 +347,9 @@ pub fn build(workload_dir: &Path, go: &GoToolchain, variant: Variant, arch: GoAr
     if let Ok(m) = std::fs::metadata(&go.go).and_then(|m| m.modified()) {
         newest = newest.max(m);
     }
+    if let Some(m) = profile.as_ref().and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()) {
+        newest = newest.max(m);
+    }
     // The recipe (go command, arguments, environment) is stored next to the output; a
     // different recipe forces a rebuild even when the sources did not change.
     let recipe_path = out.with_extension("recipe");
@@ -329,7 +357,7 @@ pub fn build(workload_dir: &Path, go: &GoToolchain, variant: Variant, arch: GoAr
         "go={}\nversion={}\nargs={:?}\narch={}\ncgo={}\ncc={:?}\n",
         go.go.display(),
         go.version,
-        variant.build_args(),
+        variant.build_args(profile.as_deref()),
         arch.as_str(),
         variant.is_cgo(),
         if variant.is_cgo() { c_compiler(arch) } else { None },
@@ -355,7 +383,7 @@ pub fn build(workload_dir: &Path, go: &GoToolchain, variant: Variant, arch: GoAr
         .arg("build")
         .arg("-o")
         .arg(&tmp)
-        .args(variant.build_args())
+        .args(variant.build_args(profile.as_deref()))
         .arg(".")
         .env("GOCACHE", cache.join("build"))
         .env("GOPATH", cache.join("gopath"))
@@ -388,6 +416,37 @@ pub fn build(workload_dir: &Path, go: &GoToolchain, variant: Variant, arch: GoAr
         .with_context(|| format!("failed to rename {} to {}", tmp.display(), out.display()))?;
     std::fs::write(&recipe_path, recipe).with_context(|| format!("failed to write {}", recipe_path.display()))?;
     Ok(out)
+}
+
+/// The CPU profile a [`Variant::Pgo`] build uses: written next to the PGO output by running
+/// the default build with `-cpuprofile FILE -rounds 300`, and rewritten when that build is
+/// newer than the profile.
+fn pgo_profile(workload_dir: &Path, go: &GoToolchain, arch: GoArch) -> Result<PathBuf> {
+    let default = build(workload_dir, go, Variant::Default, arch)?;
+    let out = output_path(workload_dir, go, Variant::Pgo, arch);
+    let profile = out.with_extension("pprof");
+    let fresh = |p: &Path| {
+        let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        matches!((m(p), m(&default)), (Some(a), Some(b)) if a > b)
+    };
+    if fresh(&profile) {
+        return Ok(profile);
+    }
+    let dir = profile.parent().context("profile path has no parent")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let tmp = profile.with_extension(format!("pprof.tmp-{}", std::process::id()));
+    let mut cmd = Command::new(&default);
+    cmd.arg("-cpuprofile").arg(&tmp).args(["-rounds", "300"]);
+    let res = cmd.output().with_context(|| format!("failed to run {cmd:?}"))?;
+    ensure!(
+        res.status.success(),
+        "{cmd:?} failed ({}): {}",
+        res.status,
+        String::from_utf8_lossy(&res.stderr)
+    );
+    std::fs::rename(&tmp, &profile)
+        .with_context(|| format!("failed to rename {} to {}", tmp.display(), profile.display()))?;
+    Ok(profile)
 }
 
 /// One line of `go tool nm`.

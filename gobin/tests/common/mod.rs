@@ -46,7 +46,7 @@ pub fn matrix() -> &'static [Case] {
         for go in &toolchains {
             for arch in GoArch::ALL {
                 for variant in Variant::ALL {
-                    if let Err(why) = go_build::can_build(variant, arch) {
+                    if let Err(why) = go_build::can_build_with(go, variant, arch) {
                         eprintln!("skipping {go} {arch} {variant}: {why}");
                         continue;
                     }

@@ -7,7 +7,9 @@
 // runtime.GOMAXPROCS). It uses the standard library only so that it builds
 // with every installed Go toolchain, offline.
 //
-// Usage: inspect [-rounds N] [-sleep DURATION]
+// Usage: inspect [-rounds N] [-sleep DURATION] [-cpuprofile FILE]
+//
+// -cpuprofile writes a CPU profile (the input of the PGO build variant).
 package main
 
 import (
@@ -15,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"time"
 )
@@ -67,7 +70,24 @@ func fanOut(n int) {
 func main() {
 	rounds := flag.Int("rounds", 3, "number of rounds")
 	sleep := flag.Duration("sleep", 0, "pause between rounds")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
+
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 
 	var ms runtime.MemStats
 	for r := 0; r < *rounds; r++ {
