@@ -1,7 +1,14 @@
 //! `cargo xtask test`: every test, on the real kernel. With CI=true a kernel test that cannot
 //! run is a failure, not a skip.
 
-use crate::util::{cargo, run as run_cmd, workspace_root};
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::util::{cargo, workspace_root};
 
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
@@ -10,20 +17,68 @@ pub struct TestArgs {
     pub test_args: Vec<String>,
 }
 
+/// Totals over every `test result:` line cargo printed.
+#[derive(Debug, Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+/// Runs `cargo test ...`, echoing its output, and adds up its result lines.
+fn cargo_test(cmd: &mut Command, totals: &mut Totals) -> anyhow::Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let mut child = cmd.stdout(Stdio::piped()).spawn().with_context(|| format!("failed to run {cmd:?}"))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |what: &str| -> u64 {
+                rest.split(';')
+                    .find_map(|part| part.trim().strip_suffix(what).map(str::trim))
+                    .and_then(|n| n.rsplit(' ').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            };
+            totals.passed += count("passed");
+            totals.failed += count("failed");
+            totals.ignored += count("ignored");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
 pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     crate::setup::run(&crate::setup::SetupArgs::default())?;
     let golat = crate::build::golat()?;
     let root = workspace_root();
+    let mut totals = Totals::default();
     // Unit tests and file-only tests of every crate but the eBPF one (a no_std bpf binary).
-    run_cmd(cargo()
-        .current_dir(&root)
-        .args(["test", "--release", "--workspace", "--exclude", "probe-ebpf", "--exclude", "integration-tests", "--"])
-        .args(&args.test_args))?;
+    let unit = cargo_test(
+        cargo()
+            .current_dir(&root)
+            .args(["test", "--release", "--workspace", "--exclude", "probe-ebpf", "--exclude", "integration-tests", "--"])
+            .args(&args.test_args),
+        &mut totals,
+    );
     // Kernel integration tests: real Go programs under the real probe. One at a time, since
     // they measure scheduling on a 2-core machine.
-    run_cmd(cargo()
-        .current_dir(&root)
-        .env("GOLAT_BIN", &golat)
-        .args(["test", "--release", "--package", "integration-tests", "--", "--test-threads=1"])
-        .args(&args.test_args))
+    let kernel = unit.and_then(|()| {
+        cargo_test(
+            cargo()
+                .current_dir(&root)
+                .env("GOLAT_BIN", &golat)
+                .args(["test", "--release", "--package", "integration-tests", "--", "--test-threads=1"])
+                .args(&args.test_args),
+            &mut totals,
+        )
+    });
+    // The closing line CI reads.
+    println!("xtask: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
+    kernel
 }
