@@ -38,6 +38,8 @@ fn binary_config(ctx: &ProbeContext) -> Result<BinaryConfig, i64> {
         Some(c) => Ok(*c),
         None => {
             count_error(ErrorCounter::BinaryConfigMissing);
+            // Rare error path only: never log in the hot paths.
+            aya_log_ebpf::warn!(ctx, "uprobe cookie {} has no binary config", cookie);
             Err(1)
         }
     }
@@ -200,6 +202,7 @@ fn try_stw_start_entry(ctx: &ProbeContext) -> Result<(), i64> {
     let st = unsafe { &mut *st };
     if st.flags & STW_ACTIVE == 0 {
         with_counters(tgid, |c| c.stw_unpaired += 1);
+        aya_log_ebpf::debug!(ctx, "pid {}: start-the-world without a stop", tgid);
         return Ok(());
     }
     if st.flags & STW_MARK_TERM != 0 {

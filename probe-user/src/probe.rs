@@ -21,7 +21,7 @@ use probe_common::{
 };
 
 use crate::{
-    golayout::{self, StwLayout},
+    golayout,
     system::TaskOffsets,
     target::Process,
 };
@@ -83,7 +83,6 @@ impl AttachError {
 #[derive(Debug, Clone)]
 pub struct BinaryInfo {
     pub go_version: String,
-    pub stw: StwLayout,
     pub stripped: bool,
     pub pie: bool,
     /// Pause start/end come from the runtime's own `nanotime()` values (false: from the
@@ -98,6 +97,14 @@ struct Binary {
     pids: HashSet<u32>,
 }
 
+/// Kernel-counted cost of one eBPF program.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProgramStats {
+    pub name: String,
+    pub run_count: u64,
+    pub run_time_ns: u64,
+}
+
 /// Cumulative kernel-side numbers of one process (sums over CPUs).
 #[derive(Debug, Clone)]
 pub struct ProcSnapshot {
@@ -107,6 +114,7 @@ pub struct ProcSnapshot {
 
 pub struct Probe {
     ebpf: Ebpf,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     binaries: StdHashMap<(u64, u64), Binary>,
     pid_binary: StdHashMap<u32, (u64, u64)>,
     next_binary_id: u32,
@@ -122,10 +130,10 @@ impl Probe {
             .override_global(GLOBAL_TASK_PID_OFF, &task.pid, true)
             .override_global(GLOBAL_TASK_TGID_OFF, &task.tgid, true)
             .load(EBPF_OBJECT)?;
-        if let Err(e) = aya_log::EbpfLogger::init(&mut ebpf) {
-            // Only present when the programs log; they don't in hot paths.
-            log::debug!("eBPF logger not initialised: {e}");
-        }
+        // The programs log only on rare error paths; records show with -v/-vv.
+        let logger = aya_log::EbpfLogger::init(&mut ebpf)
+            .inspect_err(|e| log::debug!("eBPF logger not initialised: {e}"))
+            .ok();
         for name in UPROBE_PROGRAMS {
             let p: &mut UProbe = program_mut(&mut ebpf, name)?;
             p.load().map_err(|source| ProbeError::Program { name, source })?;
@@ -144,6 +152,7 @@ impl Probe {
         let ncpus = nr_cpus().map_err(|(p, e)| ProbeError::Cpus(format!("{p}: {e}")))?;
         Ok(Probe {
             ebpf,
+            logger,
             binaries: StdHashMap::new(),
             pid_binary: StdHashMap::new(),
             next_binary_id: 1,
@@ -152,8 +161,11 @@ impl Probe {
         })
     }
 
-    pub fn watched_count(&self) -> usize {
-        self.pid_binary.len()
+    /// Forwards the eBPF programs' log records (error paths only) to the `log` crate.
+    pub fn flush_logs(&mut self) {
+        if let Some(l) = self.logger.as_mut() {
+            l.flush();
+        }
     }
 
     /// Attaches to `proc`'s binary (once per binary) and starts watching the process.
@@ -278,7 +290,7 @@ impl Probe {
         }
         let binary = Binary {
             id,
-            info: BinaryInfo { go_version, stw, stripped: bin.is_stripped(), pie: bin.is_pie(), exact_pause_clock: exact_clock },
+            info: BinaryInfo { go_version, stripped: bin.is_stripped(), pie: bin.is_pie(), exact_pause_clock: exact_clock },
             links,
             pids: HashSet::new(),
         };
@@ -419,13 +431,14 @@ impl Probe {
             .collect()
     }
 
-    /// Run time and run count of each program (non-zero only while `kernel.bpf_stats_enabled`).
-    pub fn program_stats(&self) -> Vec<(String, u64, u64)> {
+    /// Cumulative run count and run time of each program (counted by the kernel only while
+    /// the sysctl `kernel.bpf_stats_enabled` is 1).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
         self.ebpf
             .programs()
             .filter_map(|(name, p)| {
                 let info = p.info().ok()?;
-                Some((name.to_owned(), info.run_time().as_nanos() as u64, info.run_count()))
+                Some(ProgramStats { name: name.to_owned(), run_count: info.run_count(), run_time_ns: info.run_time().as_nanos() as u64 })
             })
             .collect()
     }

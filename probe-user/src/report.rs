@@ -190,3 +190,35 @@ pub fn human(out: &mut impl Write, records: &[ProcessRecord], failures: &[Attach
     }
     Ok(())
 }
+
+/// Cost of each eBPF program over the capture (the `probe_programs` record).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgramCosts {
+    /// `kernel.bpf_stats_enabled` was on, so the numbers below are meaningful.
+    pub stats_enabled: bool,
+    pub programs: Vec<ProgramCost>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgramCost {
+    pub name: String,
+    pub run_count: u64,
+    pub run_time_ns: u64,
+    pub ns_per_run: u64,
+}
+
+pub fn program_costs(stats: &[crate::probe::ProgramStats]) -> ProgramCosts {
+    let enabled = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() == "1");
+    ProgramCosts {
+        stats_enabled: enabled,
+        programs: stats
+            .iter()
+            .map(|p| ProgramCost {
+                name: p.name.clone(),
+                run_count: p.run_count,
+                run_time_ns: p.run_time_ns,
+                ns_per_run: p.run_time_ns.checked_div(p.run_count).unwrap_or(0),
+            })
+            .collect(),
+    }
+}

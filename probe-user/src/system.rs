@@ -108,8 +108,3 @@ pub fn task_offsets() -> Result<TaskOffsets, SystemError> {
     };
     Ok(TaskOffsets { pid: field("pid")?, tgid: field("tgid")? })
 }
-
-/// Number of online CPUs.
-pub fn online_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}

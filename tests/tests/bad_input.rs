@@ -156,3 +156,21 @@ fn pid_mode_records_pauses_after_attach() {
     assert_eq!(num(s, "gc.cycles"), num(&rt, "num_gc"), "{s}\n{rt}");
     assert_eq!(num(s, "stw.count"), num(&rt, "gc_pauses"), "{s}\n{rt}");
 }
+
+#[test]
+fn missing_tracefs_is_mounted_by_golat() {
+    if !kernel_tests_can_run() {
+        return;
+    }
+    let mounted = || std::fs::read_to_string("/proc/self/mounts").expect("mounts").lines().any(|l| l.split_whitespace().nth(2) == Some("tracefs"));
+    if mounted() {
+        let st = Command::new("umount").arg("/sys/kernel/tracing").status().expect("umount");
+        assert!(st.success(), "cannot unmount tracefs for the test");
+    }
+    assert!(!mounted());
+    let go = go_toolchains().pop().expect("a Go toolchain");
+    let bin = build_workload("gcstw", &go, Variant::Default);
+    let out = golat().args(["record", "--json", "--"]).arg(&bin).args(["-cycles", "2"]).output().expect("run golat");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(mounted(), "golat mounts tracefs when it is missing");
+}

@@ -268,6 +268,7 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
             status = child_exit => child_status = status.or(Some(std::process::ExitStatus::default())),
             _ = ticker.tick() => {}
         }
+        probe.flush_logs();
         let window = window_start.elapsed();
         window_start = Instant::now();
         for w in watched.iter_mut().filter(|w| !w.exited) {
@@ -315,6 +316,7 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
             report::json_line(&mut stdout, "summary", r)?;
         }
         report::json_line(&mut stdout, "probe_errors", &errors)?;
+        report::json_line(&mut stdout, "probe_programs", &report::program_costs(&probe.program_stats()))?;
     } else {
         report::human(&mut stdout, &records, &failures, &errors)?;
     }
