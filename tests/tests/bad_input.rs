@@ -174,3 +174,35 @@ fn missing_tracefs_is_mounted_by_golat() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(mounted(), "golat mounts tracefs when it is missing");
 }
+
+#[test]
+fn go_version_outside_supported_range_is_refused() {
+    if !kernel_tests_can_run() {
+        return;
+    }
+    let go = go_toolchains().pop().expect("a Go toolchain");
+    let bin = build_workload("gcstw", &go, Variant::Default);
+    // Same program, but its build info (and runtime.buildVersion) claim Go 1.16.
+    let mut data = std::fs::read(&bin).expect("read workload");
+    let (from, to) = (go.version.as_bytes(), format!("go1.16{}", &go.version[6..]));
+    assert_eq!(from.len(), to.len());
+    let mut patched = 0;
+    let mut i = 0;
+    while let Some(pos) = data[i..].windows(from.len()).position(|w| w == from) {
+        data[i + pos..i + pos + from.len()].copy_from_slice(to.as_bytes());
+        patched += 1;
+        i += pos + from.len();
+    }
+    assert!(patched > 0, "version string found");
+    let dir = std::env::temp_dir().join(format!("golat-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let old = dir.join("gcstw-old-go");
+    std::fs::write(&old, &data).expect("write patched binary");
+    std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let out = golat().args(["record", "--json", "--"]).arg(&old).args(["-cycles", "1"]).output().expect("run golat");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(err.contains("go1.16") && err.contains("not supported"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
