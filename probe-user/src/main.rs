@@ -3,6 +3,7 @@
 
 mod commands;
 mod golayout;
+mod hooks;
 mod probe;
 mod report;
 mod shutdown;
@@ -25,6 +26,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Record(commands::record::RecordArgs),
+    Inspect(commands::inspect::InspectArgs),
 }
 
 fn main() {
@@ -46,6 +48,7 @@ fn main() {
         };
         let result = match cli.command {
             Command::Record(args) => commands::record::run(args, cancel).await,
+            Command::Inspect(args) => commands::inspect::run(&args),
         };
         match result {
             Ok(code) => code,

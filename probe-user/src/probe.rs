@@ -15,13 +15,10 @@ use aya::{
     },
     util::nr_cpus,
 };
-use probe_common::{
-    BinaryConfig, CLOCK_ROLE_MARK_TERM_END, CLOCK_ROLE_PAUSE_BEGIN, CLOCK_ROLE_SHIFT, ErrorCounter, Hist, HistKey, HistKind, ProcConfig, ProcCounters, StwAbi,
-    names::*,
-};
+use probe_common::{BinaryConfig, ErrorCounter, Hist, HistKey, HistKind, ProcConfig, ProcCounters, names::*};
 
 use crate::{
-    golayout,
+    golayout, hooks,
     system::TaskOffsets,
     target::Process,
 };
@@ -206,80 +203,44 @@ impl Probe {
             gobin::Error::Io { .. } if !crate::target::exists(pid) => AttachError::Gone { pid },
             source => AttachError::Binary { pid, comm: comm.clone(), source },
         })?;
-        let v = bin.build_info().go_version;
-        let go_version = bin.build_info().go_version_raw.clone();
-        let stw = golayout::stw_layout(v.major, v.minor)
-            .ok_or_else(|| AttachError::UnsupportedGo { pid, comm: comm.clone(), version: go_version.clone() })?;
+        let plan = hooks::plan(&bin).map_err(|e| match e {
+            hooks::PlanError::UnsupportedGo { version } => AttachError::UnsupportedGo { pid, comm: comm.clone(), version },
+            hooks::PlanError::Hook { function, source } => AttachError::Hook { pid, comm: comm.clone(), function, detail: source.to_string() },
+        })?;
+        if let Some(w) = &plan.clock_warning {
+            log::warn!("pid {pid}: {w}");
+        }
         let id = self.next_binary_id;
         let hook_err = |function: &'static str, detail: String| AttachError::Hook { pid, comm: comm.clone(), function, detail };
-        let resolve = |name: &'static str| bin.function(name).map_err(|e| hook_err(name, e.to_string()));
-
-        // Where each program goes: (program, function, [(file offset, attach cookie)]).
-        let cookie = u64::from(id);
-        let mut plan: Vec<(&'static str, &'static str, Vec<(u64, u64)>)> = Vec::new();
-        let start = resolve(golayout::FN_START_THE_WORLD)?;
-        let rets = bin
-            .return_sites(&start)
-            .map_err(|e| hook_err(golayout::FN_START_THE_WORLD, e.to_string()))?;
-        plan.push((PROG_STW_START_ENTRY, golayout::FN_START_THE_WORLD, vec![(start.file_offset, cookie)]));
-        plan.push((PROG_STW_START_RET, golayout::FN_START_THE_WORLD, rets.iter().map(|s| (s.file_offset, cookie)).collect()));
-        let mark = resolve(golayout::FN_GC_MARK_TERMINATION)?;
-        plan.push((PROG_GC_MARK_TERM_ENTRY, golayout::FN_GC_MARK_TERMINATION, vec![(mark.file_offset, cookie)]));
-        let mut config = BinaryConfig { stw_abi: stw.abi as u32, _pad: 0, other_caller_lo: 0, other_caller_hi: 0 };
-        if stw.probe_stop {
-            let stop = resolve(golayout::FN_STOP_THE_WORLD)?;
-            plan.push((PROG_STW_STOP_ENTRY, golayout::FN_STOP_THE_WORLD, vec![(stop.file_offset, cookie)]));
-            if stw.abi == StwAbi::NoReason {
-                let closure = resolve(golayout::FN_STOP_THE_WORLD_CLOSURE)?;
-                config.other_caller_lo = closure.address as i64 - stop.address as i64;
-                config.other_caller_hi = (closure.address + closure.size) as i64 - stop.address as i64;
-            }
-        }
-        let mut exact_clock = true;
-        if stw.clock_probes {
-            match clock_sites(&bin) {
-                Ok(sites) => {
-                    let with_cookie = |role: u64, sites: Vec<u64>| -> Vec<(u64, u64)> {
-                        sites.into_iter().map(|o| (o, cookie | (role << CLOCK_ROLE_SHIFT))).collect()
-                    };
-                    let mut all = with_cookie(CLOCK_ROLE_PAUSE_BEGIN, sites.pause_begin);
-                    all.extend(with_cookie(CLOCK_ROLE_MARK_TERM_END, vec![sites.mark_term_end]));
-                    plan.push((PROG_GC_CLOCK, golayout::FN_NANOTIME, all));
-                }
-                Err(e) => {
-                    // Still usable: pauses are then timed from the probes' own clock, which
-                    // misses the uprobe's trap latency at the start of each pause.
-                    log::warn!("pid {pid}: {e}; GC pause times will be approximate");
-                    exact_clock = false;
-                }
-            }
-        }
 
         let mut binaries: HashMap<&mut MapData, u32, BinaryConfig> = HashMap::try_from(
             self.ebpf.map_mut(MAP_BINARIES).ok_or_else(|| hook_err("BINARIES map", "missing".into()))?,
         )
         .map_err(|e| hook_err("BINARIES map", e.to_string()))?;
         binaries
-            .insert(id, config, 0)
+            .insert(id, plan.config, 0)
             .map_err(|source| AttachError::MapFull { pid, map: MAP_BINARIES, source })?;
 
         let mut links = Vec::new();
         let mut failure = None;
-        'outer: for (prog, function, offsets) in &plan {
-            let p: &mut UProbe = match program_mut(&mut self.ebpf, prog) {
+        'outer: for hook in &plan.hooks {
+            let p: &mut UProbe = match program_mut(&mut self.ebpf, hook.program) {
                 Ok(p) => p,
                 Err(e) => {
-                    failure = Some(hook_err(function, e.to_string()));
+                    failure = Some(hook_err(hook.function, e.to_string()));
                     break;
                 }
             };
-            for &(offset, cookie) in offsets {
-                let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(offset), cookie: Some(cookie) };
+            for site in &hook.sites {
+                let point = UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
+                    cookie: Some(u64::from(id) | site.cookie_bits),
+                };
                 match p.attach(point, attach_path, UProbeScope::AllProcesses) {
-                    Ok(link) => links.push((*prog, link)),
+                    Ok(link) => links.push((hook.program, link)),
                     Err(e) => {
                         failure = Some(if crate::target::exists(pid) {
-                            hook_err(function, format!("{e} (file offset {offset:#x})"))
+                            hook_err(hook.function, format!("{e} (file offset {:#x})", site.file_offset))
                         } else {
                             AttachError::Gone { pid }
                         });
@@ -290,7 +251,12 @@ impl Probe {
         }
         let binary = Binary {
             id,
-            info: BinaryInfo { go_version, stripped: bin.is_stripped(), pie: bin.is_pie(), exact_pause_clock: exact_clock },
+            info: BinaryInfo {
+                go_version: plan.go_version,
+                stripped: bin.is_stripped(),
+                pie: bin.is_pie(),
+                exact_pause_clock: plan.exact_pause_clock,
+            },
             links,
             pids: HashSet::new(),
         };
@@ -452,28 +418,4 @@ where
         .ok_or(ProbeError::Missing(name))?
         .try_into()
         .map_err(|source| ProbeError::Program { name, source })
-}
-
-
-/// File offsets of the `gc_clock` probes for Go <= 1.21 (see [`golayout::FN_NANOTIME`]).
-struct ClockSites {
-    pause_begin: Vec<u64>,
-    mark_term_end: u64,
-}
-
-fn clock_sites(bin: &gobin::GoBinary) -> Result<ClockSites, gobin::Error> {
-    let nanotime = bin.function(golayout::FN_NANOTIME)?;
-    let mut pause_begin = Vec::new();
-    for caller in [golayout::FN_GC_START, golayout::FN_GC_MARK_DONE] {
-        let sites = bin.call_return_sites(&bin.function(caller)?, &nanotime)?;
-        if sites.len() != 1 {
-            return Err(gobin::Error::Unsupported {
-                what: format!("{caller} calls {} {} times, expected once", golayout::FN_NANOTIME, sites.len()),
-            });
-        }
-        pause_begin.push(sites[0].file_offset);
-    }
-    let term = bin.call_return_sites(&bin.function(golayout::FN_GC_MARK_TERMINATION)?, &nanotime)?;
-    let last = term.last().map(|s| s.file_offset).ok_or_else(|| gobin::Error::FunctionNotFound(golayout::FN_NANOTIME.into()))?;
-    Ok(ClockSites { pause_begin, mark_term_end: last })
 }

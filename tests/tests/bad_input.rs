@@ -206,3 +206,34 @@ fn go_version_outside_supported_range_is_refused() {
     assert!(err.contains("go1.16") && err.contains("not supported"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 }
+
+#[test]
+fn deleted_binary_is_still_attached_through_proc_exe() {
+    if !kernel_tests_can_run() {
+        return;
+    }
+    let go = go_toolchains().pop().expect("a Go toolchain");
+    let bin = build_workload("gcstw", &go, Variant::Default);
+    let dir = std::env::temp_dir().join(format!("golat-deleted-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let copy = dir.join("gcstw-deleted");
+    std::fs::copy(&bin, &copy).expect("copy");
+    let gop = Command::new(&copy).args(["-wait-signal", "-cycles", "5"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::remove_dir_all(&dir).expect("delete the binary");
+    let pid = gop.id();
+    let mut g = golat().args(["record", "--json", "--pid"]).arg(pid.to_string()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("golat");
+    let mut reader = std::io::BufReader::new(g.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).expect("read");
+    assert!(line.contains(&format!("recording pid {pid}")), "{line}");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGUSR1) };
+    let go_out = gop.wait_with_output().expect("workload");
+    let out = g.wait_with_output().expect("golat");
+    let rt: serde_json::Value = serde_json::from_slice(&go_out.stdout).expect("runtime view");
+    let s = Lines::parse(&out.stdout).summary(u64::from(pid)).clone();
+    assert!(s["exe"].as_str().unwrap_or("").contains("(deleted)"), "{s}");
+    assert_eq!(num(&s, "stw.count"), num(&rt, "gc_pauses"), "{s}\n{rt}");
+    assert_eq!(num(&s, "stw.total_ns"), num(&rt, "pause_total_ns"), "{s}\n{rt}");
+}

@@ -77,3 +77,14 @@ fn stw_matches_runtime_stripped_build() {
 fn stw_matches_runtime_pie_build() {
     check(Variant::Pie);
 }
+
+#[test]
+fn stw_matches_runtime_cgo_pie_stripped_build() {
+    let arch = integration_tests::go_build::GoArch::host().expect("host arch");
+    if let Err(why) = integration_tests::go_build::can_build(Variant::CgoPieStripped, arch) {
+        assert!(!integration_tests::harness::in_ci(), "cgo build impossible in CI: {why}");
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    check(Variant::CgoPieStripped);
+}
