@@ -47,8 +47,9 @@ pub struct FieldOffset {
 }
 
 /// Offsets (bytes from the start of the struct) of the runtime fields a probe reads, and the
-/// struct sizes used to sanity-check them. Identical on amd64 and arm64 for every supported
-/// release (checked against DWARF in the tests).
+/// struct sizes used to sanity-check them. The offsets are identical on amd64 and arm64 for
+/// every release in the table; the size of `runtime.p` differs in Go 1.26 (checked against
+/// DWARF in the tests).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StructOffsets {
     /// `runtime.g.goid` (a 64-bit integer).
@@ -87,9 +88,30 @@ pub struct Layout {
     pub m_procid: u64,
     pub p_id: u64,
     pub p_status: u64,
-    pub g_size: u64,
-    pub m_size: u64,
-    pub p_size: u64,
+    pub g_size: PerArch,
+    pub m_size: PerArch,
+    pub p_size: PerArch,
+}
+
+/// A struct size that may differ between architectures (`runtime.p` does in Go 1.26).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PerArch {
+    pub amd64: u64,
+    pub arm64: u64,
+}
+
+impl PerArch {
+    /// The same on both architectures.
+    pub const fn same(v: u64) -> Self {
+        Self { amd64: v, arm64: v }
+    }
+
+    pub fn get(self, arch: Arch) -> u64 {
+        match arch {
+            Arch::Amd64 => self.amd64,
+            Arch::Arm64 => self.arm64,
+        }
+    }
 }
 
 /// The table. See the module documentation for how each row was obtained.
@@ -105,9 +127,9 @@ pub const LAYOUTS: &[Layout] = &[
         m_procid: 72,
         p_id: 0,
         p_status: 4,
-        g_size: 392,
-        m_size: 1008,
-        p_size: 8912,
+        g_size: PerArch::same(392),
+        m_size: PerArch::same(1008),
+        p_size: PerArch::same(8912),
     },
     Layout {
         minors: (21, 21),
@@ -120,9 +142,9 @@ pub const LAYOUTS: &[Layout] = &[
         m_procid: 72,
         p_id: 0,
         p_status: 4,
-        g_size: 408,
-        m_size: 1008,
-        p_size: 8912,
+        g_size: PerArch::same(408),
+        m_size: PerArch::same(1008),
+        p_size: PerArch::same(8912),
     },
     Layout {
         minors: (22, 22),
@@ -135,9 +157,9 @@ pub const LAYOUTS: &[Layout] = &[
         m_procid: 72,
         p_id: 0,
         p_status: 4,
-        g_size: 424,
-        m_size: 2024,
-        p_size: 8944,
+        g_size: PerArch::same(424),
+        m_size: PerArch::same(2024),
+        p_size: PerArch::same(8944),
     },
     Layout {
         minors: (23, 23),
@@ -150,9 +172,9 @@ pub const LAYOUTS: &[Layout] = &[
         m_procid: 72,
         p_id: 0,
         p_status: 4,
-        g_size: 432,
-        m_size: 1760,
-        p_size: 8944,
+        g_size: PerArch::same(432),
+        m_size: PerArch::same(1760),
+        p_size: PerArch::same(8944),
     },
     Layout {
         minors: (24, 24),
@@ -165,9 +187,9 @@ pub const LAYOUTS: &[Layout] = &[
         m_procid: 72,
         p_id: 0,
         p_status: 4,
-        g_size: 440,
-        m_size: 1832,
-        p_size: 8952,
+        g_size: PerArch::same(440),
+        m_size: PerArch::same(1832),
+        p_size: PerArch::same(8952),
     },
     Layout {
         minors: (25, 25),
@@ -180,9 +202,9 @@ pub const LAYOUTS: &[Layout] = &[
         m_procid: 64,
         p_id: 0,
         p_status: 4,
-        g_size: 440,
-        m_size: 1816,
-        p_size: 9512,
+        g_size: PerArch::same(440),
+        m_size: PerArch::same(1816),
+        p_size: PerArch::same(9512),
     },
     Layout {
         minors: (26, 26),
@@ -195,15 +217,15 @@ pub const LAYOUTS: &[Layout] = &[
         m_procid: 64,
         p_id: 0,
         p_status: 4,
-        g_size: 456,
-        m_size: 1824,
-        p_size: 15920,
+        g_size: PerArch::same(456),
+        m_size: PerArch::same(1824),
+        p_size: PerArch { amd64: 15920, arm64: 14320 },
     },
 ];
 
 /// The table's offsets for `bi`'s Go version. Development builds are refused (their layout
 /// can differ from any release); pre-releases use their release's row.
-pub(crate) fn lookup(bi: &BuildInfo, _arch: Arch) -> Result<StructOffsets> {
+pub(crate) fn lookup(bi: &BuildInfo, arch: Arch) -> Result<StructOffsets> {
     let v = bi.go_version;
     let unknown = || Error::UnknownLayout { version: bi.go_version_raw.clone() };
     if v.major != 1 || bi.go_version_kind == GoVersionKind::Devel {
@@ -225,9 +247,9 @@ pub(crate) fn lookup(bi: &BuildInfo, _arch: Arch) -> Result<StructOffsets> {
         m_procid: f(row.m_procid),
         p_id: f(row.p_id),
         p_status: f(row.p_status),
-        g_size: f(row.g_size),
-        m_size: f(row.m_size),
-        p_size: f(row.p_size),
+        g_size: f(row.g_size.get(arch)),
+        m_size: f(row.m_size.get(arch)),
+        p_size: f(row.p_size.get(arch)),
     })
 }
 

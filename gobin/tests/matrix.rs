@@ -225,7 +225,11 @@ fn return_sites_of_every_function_match_go_objdump() {
         let l = case.label();
         let insns = go_build::go_objdump(&case.go, &case.path, ".", arch).unwrap_or_else(|e| panic!("{l}: {e:#}"));
         // RETs by function entry (names are ambiguous: a function and its ABI wrapper).
+        // amd64 functions with instructions Go's disassembler cannot decode ("?", e.g. AVX-512
+        // in Go 1.26's runtime) are skipped: there objdump loses sync, iced-x86 does not (GNU
+        // objdump agrees with iced-x86 on go1.26.6's expandAVX512_1).
         let mut want: HashMap<u64, Vec<u64>> = HashMap::new();
+        let mut undecodable = std::collections::HashSet::new();
         let mut current = (None::<&str>, 0u64);
         for i in &insns {
             if current.0 != Some(i.function.as_str()) {
@@ -235,7 +239,12 @@ fn return_sites_of_every_function_match_go_objdump() {
             if i.is_ret() {
                 v.push(i.address);
             }
+            // (On arm64 "?" is padding or a literal: fixed-width decoding cannot lose sync.)
+            if i.text == "?" && arch == GoArch::Amd64 {
+                undecodable.insert(current.1);
+            }
         }
+        want.retain(|entry, _| !undecodable.contains(entry));
         let mut with_rets = 0;
         let mut without = 0;
         for f in bin.functions() {
@@ -252,6 +261,7 @@ fn return_sites_of_every_function_match_go_objdump() {
                 Err(e) => panic!("{l}: {}: {e}", f.name),
             }
         }
+        println!("{l}: {with_rets} functions with RETs, {without} without, {} skipped (objdump \"?\")", undecodable.len());
         assert!(with_rets > 1000 && without > 10, "{l}: {with_rets} with RETs, {without} without");
     }
 }
