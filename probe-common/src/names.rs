@@ -7,12 +7,17 @@ pub const MAP_PROC_COUNTERS: &str = "PROC_COUNTERS";
 pub const MAP_ERRORS: &str = "ERRORS";
 pub const MAP_STW_STATE: &str = "STW_STATE";
 pub const MAP_THREAD_WAKE: &str = "THREAD_WAKE";
+pub const MAP_RUNNABLE_SINCE: &str = "RUNNABLE_SINCE";
+pub const MAP_THREAD_LAST_RUNQ: &str = "THREAD_LAST_RUNQ";
+pub const MAP_EXEMPLARS: &str = "EXEMPLARS";
+pub const MAP_SAMPLING: &str = "SAMPLING";
 
 pub const PROG_STW_STOP_ENTRY: &str = "stw_stop_entry";
 pub const PROG_STW_START_ENTRY: &str = "stw_start_entry";
 pub const PROG_STW_START_RET: &str = "stw_start_ret";
 pub const PROG_GC_MARK_TERM_ENTRY: &str = "gc_mark_term_entry";
 pub const PROG_GC_CLOCK: &str = "gc_clock";
+pub const PROG_CASGSTATUS: &str = "goroutine_casgstatus";
 pub const PROG_SCHED_WAKEUP: &str = "sched_wakeup";
 pub const PROG_SCHED_WAKEUP_NEW: &str = "sched_wakeup_new";
 pub const PROG_SCHED_SWITCH: &str = "sched_switch";
@@ -23,7 +28,8 @@ pub const GLOBAL_TASK_PID_OFF: &str = "TASK_PID_OFF";
 pub const GLOBAL_TASK_TGID_OFF: &str = "TASK_TGID_OFF";
 
 /// Every program together with the kernel hook it is meant for, for listing and stats.
-pub const UPROBE_PROGRAMS: [&str; 5] = [
+pub const UPROBE_PROGRAMS: [&str; 6] = [
+    PROG_CASGSTATUS,
     PROG_GC_CLOCK,
     PROG_STW_STOP_ENTRY,
     PROG_STW_START_ENTRY,

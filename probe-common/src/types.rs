@@ -14,10 +14,13 @@ pub enum HistKind {
     /// Time a thread of the process waited in the kernel run queue (wakeup or preemption
     /// until it ran again).
     OsRunq = 2,
+    /// Time a goroutine spent runnable before it ran (`casgstatus` to `_Grunnable`, then
+    /// `_Grunnable` to `_Grunning`): the Go scheduling latency.
+    GoroutineSched = 3,
 }
 
 impl HistKind {
-    pub const ALL: [HistKind; 3] = [HistKind::StwGc, HistKind::StwOther, HistKind::OsRunq];
+    pub const ALL: [HistKind; 4] = [HistKind::StwGc, HistKind::StwOther, HistKind::OsRunq, HistKind::GoroutineSched];
 }
 
 /// Key of the per-CPU histogram map: one histogram per (process, kind).
@@ -87,7 +90,8 @@ impl StwAbi {
 pub struct BinaryConfig {
     /// A [`StwAbi`] value.
     pub stw_abi: u32,
-    pub _pad: u32,
+    /// Offset of `runtime.g.goid` (from DWARF or the version table), for exemplars.
+    pub g_goid_off: u32,
     /// For [`StwAbi::NoReason`]: a stop whose return address minus the entry address of
     /// `stopTheWorldWithSema` lies in `[other_caller_lo, other_caller_hi)` came from
     /// `runtime.stopTheWorld.func1` and is not a GC pause. Relative offsets make this
@@ -141,8 +145,65 @@ pub struct ProcCounters {
     pub gc_cycles: u64,
     /// A start-the-world without a matching stop (probe attached mid-pause, or a lost state).
     pub stw_unpaired: u64,
-    pub _reserved: [u64; 6],
+    /// Sum of goroutine scheduling waits (the GoroutineSched histogram's sum, kept here too
+    /// so the split below has the same denominator).
+    pub goroutine_wait_ns: u64,
+    /// Part of those waits during which the thread that then ran the goroutine was itself
+    /// waiting in the kernel run queue (CPU contention rather than Go scheduler contention).
+    pub goroutine_cpu_wait_ns: u64,
+    /// Goroutines seen becoming runnable for the first time since they were created
+    /// (`_Gdead` to `_Grunnable`), i.e. goroutines created while precise sampling was on.
+    pub goroutines_created: u64,
+    pub _reserved: [u64; 3],
 }
+
+/// Key of the per-goroutine "runnable since" map: g structs are reused but never freed, and
+/// the goid is not yet assigned when a new goroutine first becomes runnable (Go <= 1.23), so
+/// the g pointer identifies a goroutine in flight.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub g: u64,
+}
+
+/// The last run-queue wait of a watched thread: [start, end] in ktime.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunqSpan {
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// A goroutine that waited at least the exemplar threshold to run, sent through the ring
+/// buffer (no wakeup per event: user space drains it each interval).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Exemplar {
+    pub tgid: u32,
+    /// OS thread that ran the goroutine.
+    pub tid: u32,
+    pub goid: u64,
+    pub wait_ns: u64,
+    /// Part of the wait during which that thread sat in the kernel run queue.
+    pub cpu_wait_ns: u64,
+    /// ktime when it started running.
+    pub time_ns: u64,
+    pub cpu: u32,
+    pub _pad: u32,
+}
+
+/// Index 0 of the `SAMPLING` array: ktime at which the current precise-sampling window
+/// started. Runnable timestamps older than it predate the attach and are ignored.
+pub const SAMPLING_WINDOW_START: u32 = 0;
+/// Index 1: exemplar threshold in ns (runtime-tunable without reloading).
+pub const SAMPLING_EXEMPLAR_THRESHOLD: u32 = 1;
+
+/// Go goroutine states (src/runtime/runtime2.go, unchanged 1.17-1.25).
+pub const G_RUNNABLE: u32 = 1;
+pub const G_RUNNING: u32 = 2;
+pub const G_DEAD: u32 = 6;
 
 /// Indices of the global error counter array (per-CPU). Every place a handler drops data
 /// increments one of these; user space reports them.
@@ -163,12 +224,16 @@ pub enum ErrorCounter {
     BinaryConfigMissing = 5,
     /// Per-process counters entry missing.
     CountersMissing = 6,
+    /// The per-goroutine runnable-since map was full: a goroutine wait was lost.
+    GoroutineMapFull = 7,
+    /// The exemplar ring buffer was full: an exemplar was dropped (the histogram still has it).
+    ExemplarDropped = 8,
 }
 
-pub const NUM_ERROR_COUNTERS: u32 = 8;
+pub const NUM_ERROR_COUNTERS: u32 = 12;
 
 impl ErrorCounter {
-    pub const ALL: [ErrorCounter; 7] = [
+    pub const ALL: [ErrorCounter; 9] = [
         ErrorCounter::HistMissing,
         ErrorCounter::StwStateFull,
         ErrorCounter::ThreadWakeFull,
@@ -176,6 +241,8 @@ impl ErrorCounter {
         ErrorCounter::ReadKernel,
         ErrorCounter::BinaryConfigMissing,
         ErrorCounter::CountersMissing,
+        ErrorCounter::GoroutineMapFull,
+        ErrorCounter::ExemplarDropped,
     ];
 
     /// Name used in reports and metrics.
@@ -188,6 +255,8 @@ impl ErrorCounter {
             ErrorCounter::ReadKernel => "read_kernel_failed",
             ErrorCounter::BinaryConfigMissing => "binary_config_missing",
             ErrorCounter::CountersMissing => "proc_counters_missing",
+            ErrorCounter::GoroutineMapFull => "goroutine_map_full",
+            ErrorCounter::ExemplarDropped => "exemplar_ringbuf_full",
         }
     }
 }
@@ -198,6 +267,9 @@ const _: () = assert!(core::mem::size_of::<ProcConfig>() == 8);
 const _: () = assert!(core::mem::size_of::<BinaryConfig>() == 24);
 const _: () = assert!(core::mem::size_of::<StwState>() == 32);
 const _: () = assert!(core::mem::size_of::<ProcCounters>() == 64);
+const _: () = assert!(core::mem::size_of::<GKey>() == 16);
+const _: () = assert!(core::mem::size_of::<RunqSpan>() == 16);
+const _: () = assert!(core::mem::size_of::<Exemplar>() == 48);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -210,4 +282,7 @@ mod pod {
     unsafe impl aya::Pod for BinaryConfig {}
     unsafe impl aya::Pod for StwState {}
     unsafe impl aya::Pod for ProcCounters {}
+    unsafe impl aya::Pod for GKey {}
+    unsafe impl aya::Pod for RunqSpan {}
+    unsafe impl aya::Pod for Exemplar {}
 }

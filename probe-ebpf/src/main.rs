@@ -4,6 +4,7 @@
 #![no_main]
 
 mod go_abi;
+mod goroutine;
 mod maps;
 mod runq;
 mod stw;

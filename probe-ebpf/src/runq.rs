@@ -9,9 +9,12 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST, helpers::bpf_probe_read_kernel, macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use probe_common::{ErrorCounter, HistKind};
+use probe_common::{ErrorCounter, HistKind, RunqSpan};
 
-use crate::maps::{THREAD_WAKE, count_error, current_ids, is_watched, now_ns, record};
+use crate::{
+    goroutine::THREAD_LAST_RUNQ,
+    maps::{THREAD_WAKE, count_error, current_ids, is_watched, now_ns, record},
+};
 
 #[unsafe(no_mangle)]
 static TASK_PID_OFF: u32 = 0;
@@ -93,6 +96,11 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let next_tgid = task_u32(next, &TASK_TGID_OFF)?;
     if is_watched(next_tgid) {
         record(next_tgid, HistKind::OsRunq, now.saturating_sub(since));
+        // For the goroutine-latency split: was this thread waiting for a CPU meanwhile?
+        let span = RunqSpan { start_ns: since, end_ns: now };
+        if THREAD_LAST_RUNQ.insert(&next_tid, &span, 0).is_err() {
+            count_error(ErrorCounter::ThreadWakeFull);
+        }
     }
     Ok(())
 }
@@ -102,6 +110,7 @@ pub fn sched_process_exit(_ctx: BtfTracePointContext) -> i32 {
     let (tgid, tid) = current_ids();
     if is_watched(tgid) {
         let _ = THREAD_WAKE.remove(&tid);
+        let _ = THREAD_LAST_RUNQ.remove(&tid);
     }
     0
 }

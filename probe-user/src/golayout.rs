@@ -15,6 +15,8 @@ pub const FN_GC_MARK_TERMINATION: &str = "runtime.gcMarkTermination";
 /// stop (Go 1.17–1.20 pass no reason).
 pub const FN_STOP_THE_WORLD_CLOSURE: &str = "runtime.stopTheWorld.func1";
 pub const FN_GC_START: &str = "runtime.gcStart";
+/// `casgstatus(gp *g, oldval, newval uint32)`, src/runtime/proc.go, same signature 1.17-1.25.
+pub const FN_CASGSTATUS: &str = "runtime.casgstatus";
 pub const FN_GC_MARK_DONE: &str = "runtime.gcMarkDone";
 /// Go <= 1.21 time GC pauses with `nanotime()` (inlined: a call to the ABI0 assembly function
 /// `runtime.nanotime1`): once in `gcStart` and once in `gcMarkDone` right before stopping the

@@ -42,6 +42,11 @@ pub struct Plan {
     /// GC pause times come from the runtime's own clock values (`false`: see `clock_warning`).
     pub exact_pause_clock: bool,
     pub clock_warning: Option<String>,
+    /// `runtime.casgstatus` entry, for the precise goroutine source (duty-cycled); `None`
+    /// when it cannot be trusted (PGO builds may inline it).
+    pub sched_hook: Option<Hook>,
+    /// Other things that work less well on this binary.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +86,22 @@ pub fn plan(bin: &gobin::GoBinary) -> Result<Plan, PlanError> {
     hooks.push(Hook { program: PROG_STW_START_RET, function: golayout::FN_START_THE_WORLD, kind: "return", sites: sites(rets, 0) });
     hooks.push(entry(PROG_GC_MARK_TERM_ENTRY, golayout::FN_GC_MARK_TERMINATION)?);
 
-    let mut config = BinaryConfig { stw_abi: stw.abi as u32, _pad: 0, other_caller_lo: 0, other_caller_hi: 0 };
+    // goid offset for exemplars: DWARF, else the version table; a binary without either still
+    // gets latencies, only its exemplars have goid 0.
+    let (g_goid_off, offsets_warning) = match bin.struct_offsets() {
+        Ok(o) => (u32::try_from(o.g_goid.offset).unwrap_or(0), None),
+        Err(e) => (0, Some(format!("{e}; exemplars will have goid 0"))),
+    };
+    let mut config = BinaryConfig { stw_abi: stw.abi as u32, g_goid_off, other_caller_lo: 0, other_caller_hi: 0 };
+    // Goroutine state changes: attached only while precise sampling is on.
+    let sched_hook = if bin.pgo() {
+        None
+    } else {
+        Some(entry(PROG_CASGSTATUS, golayout::FN_CASGSTATUS)?)
+    };
+    let sched_warning = bin.pgo().then(|| {
+        "PGO build: runtime.casgstatus may be inlined, so the precise goroutine source is off for this binary".to_owned()
+    });
     if stw.probe_stop {
         let stop = resolve(golayout::FN_STOP_THE_WORLD)?;
         hooks.push(entry(PROG_STW_STOP_ENTRY, golayout::FN_STOP_THE_WORLD)?);
@@ -105,7 +125,17 @@ pub fn plan(bin: &gobin::GoBinary) -> Result<Plan, PlanError> {
             }
         }
     }
-    Ok(Plan { go_version, stw_abi: abi_name(stw.abi), stw_source: stw.source, hooks, config, exact_pause_clock, clock_warning })
+    Ok(Plan {
+        go_version,
+        stw_abi: abi_name(stw.abi),
+        stw_source: stw.source,
+        hooks,
+        sched_hook,
+        config,
+        exact_pause_clock,
+        clock_warning,
+        warnings: [offsets_warning, sched_warning].into_iter().flatten().collect(),
+    })
 }
 
 /// The `gc_clock` sites for Go <= 1.21 (see [`golayout::FN_NANOTIME`]).

@@ -1,6 +1,7 @@
 //! `golat`: measures how long Go programs' goroutines wait to run and how long their garbage
 //! collector stops the world, from outside the program, with eBPF.
 
+mod cgroup;
 mod commands;
 mod golayout;
 mod hooks;

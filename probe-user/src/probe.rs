@@ -8,14 +8,17 @@ use std::{
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf},
     programs::{
         BtfTracePoint, UProbe,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
     },
     util::nr_cpus,
 };
-use probe_common::{BinaryConfig, ErrorCounter, Hist, HistKey, HistKind, ProcConfig, ProcCounters, names::*};
+use probe_common::{
+    BinaryConfig, ErrorCounter, Exemplar, GKey, Hist, HistKey, HistKind, ProcConfig, ProcCounters, SAMPLING_EXEMPLAR_THRESHOLD,
+    SAMPLING_WINDOW_START, names::*,
+};
 
 use crate::{
     golayout, hooks,
@@ -91,6 +94,10 @@ struct Binary {
     id: u32,
     info: BinaryInfo,
     links: Vec<(&'static str, UProbeLinkId)>,
+    /// Where the precise goroutine probe goes, and its links while sampling is on.
+    sched_hook: Option<hooks::Hook>,
+    sched_links: Vec<UProbeLinkId>,
+    attach_path: std::path::PathBuf,
     pids: HashSet<u32>,
 }
 
@@ -111,6 +118,8 @@ pub struct ProcSnapshot {
 
 pub struct Probe {
     ebpf: Ebpf,
+    exemplars: Option<RingBuf<MapData>>,
+    precise_on: bool,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     binaries: StdHashMap<(u64, u64), Binary>,
     pid_binary: StdHashMap<u32, (u64, u64)>,
@@ -122,7 +131,7 @@ pub struct Probe {
 
 impl Probe {
     /// Loads the programs and attaches the scheduler tracepoints.
-    pub fn load(task: TaskOffsets) -> Result<Probe, ProbeError> {
+    pub fn load(task: TaskOffsets, exemplar_threshold_ns: u64) -> Result<Probe, ProbeError> {
         let mut ebpf = EbpfLoader::new()
             .override_global(GLOBAL_TASK_PID_OFF, &task.pid, true)
             .override_global(GLOBAL_TASK_TGID_OFF, &task.tgid, true)
@@ -147,8 +156,19 @@ impl Probe {
             p.attach().map_err(|source| ProbeError::Program { name, source })?;
         }
         let ncpus = nr_cpus().map_err(|(p, e)| ProbeError::Cpus(format!("{p}: {e}")))?;
+        {
+            let mut sampling: Array<&mut MapData, u64> = Array::try_from(ebpf.map_mut(MAP_SAMPLING).ok_or(ProbeError::Missing(MAP_SAMPLING))?)
+                .map_err(|source| ProbeError::Map { name: MAP_SAMPLING, source })?;
+            sampling
+                .set(SAMPLING_EXEMPLAR_THRESHOLD, exemplar_threshold_ns, 0)
+                .map_err(|source| ProbeError::Map { name: MAP_SAMPLING, source })?;
+        }
+        let exemplars = RingBuf::try_from(ebpf.take_map(MAP_EXEMPLARS).ok_or(ProbeError::Missing(MAP_EXEMPLARS))?)
+            .map_err(|source| ProbeError::Map { name: MAP_EXEMPLARS, source })?;
         Ok(Probe {
             ebpf,
+            exemplars: Some(exemplars),
+            precise_on: false,
             logger,
             binaries: StdHashMap::new(),
             pid_binary: StdHashMap::new(),
@@ -258,12 +278,24 @@ impl Probe {
                 exact_pause_clock: plan.exact_pause_clock,
             },
             links,
+            sched_hook: plan.sched_hook.clone(),
+            sched_links: Vec::new(),
+            attach_path: attach_path.to_path_buf(),
             pids: HashSet::new(),
         };
         self.next_binary_id += 1;
         if let Some(e) = failure {
             self.release_binary(binary);
             return Err(e);
+        }
+        for w in &plan.warnings {
+            log::warn!("pid {pid}: {w}");
+        }
+        let mut binary = binary;
+        if self.precise_on {
+            if let Err(e) = attach_sched(&mut self.ebpf, &mut binary) {
+                log::warn!("pid {pid}: precise goroutine source: {e}");
+            }
         }
         log::debug!("attached {} uprobes to {} (binary id {id})", binary.links.len(), attach_path.display());
         Ok(binary)
@@ -308,11 +340,69 @@ impl Probe {
         if let Some(Ok(mut m)) = self.ebpf.map_mut(MAP_PROC_COUNTERS).map(PerCpuHashMap::<_, u32, ProcCounters>::try_from) {
             let _ = m.remove(&pid);
         }
+        if let Some(Ok(mut m)) = self.ebpf.map_mut(MAP_RUNNABLE_SINCE).map(HashMap::<_, GKey, u64>::try_from) {
+            let stale: Vec<GKey> = m.keys().filter_map(Result::ok).filter(|k| k.tgid == pid).collect();
+            for k in stale {
+                let _ = m.remove(&k);
+            }
+        }
         if let Some(Ok(mut m)) = self.ebpf.map_mut(MAP_HISTS).map(PerCpuHashMap::<_, HistKey, Hist>::try_from) {
             for kind in HistKind::ALL {
                 let _ = m.remove(&HistKey { tgid: pid, kind: kind as u32 });
             }
         }
+    }
+
+    /// Turns the precise goroutine source (the `casgstatus` uprobe) on or off for every
+    /// attached binary. Turning it on starts a new sampling window: waits that began before it
+    /// are not counted. Returns one message per binary it could not attach to.
+    pub fn set_precise(&mut self, on: bool) -> Vec<String> {
+        if on == self.precise_on {
+            return Vec::new();
+        }
+        self.precise_on = on;
+        let mut problems = Vec::new();
+        if on {
+            if let Err(e) = self.set_sampling(SAMPLING_WINDOW_START, monotonic_ns()) {
+                problems.push(e.to_string());
+            }
+        }
+        let Probe { ebpf, binaries, .. } = self;
+        for binary in binaries.values_mut() {
+            if on {
+                if let Err(e) = attach_sched(ebpf, binary) {
+                    problems.push(format!("{}: {e}", binary.attach_path.display()));
+                }
+            } else {
+                detach_sched(ebpf, binary);
+            }
+        }
+        problems
+    }
+
+    pub fn precise_on(&self) -> bool {
+        self.precise_on
+    }
+
+    fn set_sampling(&mut self, index: u32, value: u64) -> Result<(), ProbeError> {
+        let mut sampling: Array<&mut MapData, u64> = Array::try_from(self.ebpf.map_mut(MAP_SAMPLING).ok_or(ProbeError::Missing(MAP_SAMPLING))?)
+            .map_err(|source| ProbeError::Map { name: MAP_SAMPLING, source })?;
+        sampling.set(index, value, 0).map_err(|source| ProbeError::Map { name: MAP_SAMPLING, source })
+    }
+
+    /// Exemplars the kernel queued since the last call.
+    pub fn drain_exemplars(&mut self) -> Vec<Exemplar> {
+        let mut out = Vec::new();
+        if let Some(rb) = self.exemplars.as_mut() {
+            while let Some(item) = rb.next() {
+                if item.len() >= std::mem::size_of::<Exemplar>() {
+                    // SAFETY: the kernel wrote an Exemplar (repr(C), plain integers); read
+                    // unaligned from the ring buffer's bytes.
+                    out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Exemplar>()) });
+                }
+            }
+        }
+        out
     }
 
     /// Stops watching a process and frees its kernel state; detaches its binary's uprobes when
@@ -336,7 +426,8 @@ impl Probe {
         }
     }
 
-    fn release_binary(&mut self, binary: Binary) {
+    fn release_binary(&mut self, mut binary: Binary) {
+        detach_sched(&mut self.ebpf, &mut binary);
         for (prog, link) in binary.links {
             if let Ok(p) = program_mut::<UProbe>(&mut self.ebpf, prog) {
                 if let Err(e) = p.detach(link) {
@@ -379,6 +470,9 @@ impl Probe {
         for v in per_cpu.iter() {
             c.gc_cycles += v.gc_cycles;
             c.stw_unpaired += v.stw_unpaired;
+            c.goroutine_wait_ns += v.goroutine_wait_ns;
+            c.goroutine_cpu_wait_ns += v.goroutine_cpu_wait_ns;
+            c.goroutines_created += v.goroutines_created;
         }
         Ok(ProcSnapshot { hists: out, counters: c })
     }
@@ -418,4 +512,42 @@ where
         .ok_or(ProbeError::Missing(name))?
         .try_into()
         .map_err(|source| ProbeError::Program { name, source })
+}
+
+fn attach_sched(ebpf: &mut Ebpf, binary: &mut Binary) -> Result<(), String> {
+    let Some(hook) = binary.sched_hook.clone() else { return Ok(()) };
+    if !binary.sched_links.is_empty() {
+        return Ok(());
+    }
+    let p: &mut UProbe = program_mut(ebpf, PROG_CASGSTATUS).map_err(|e| e.to_string())?;
+    for site in &hook.sites {
+        let point = UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
+            cookie: Some(u64::from(binary.id)),
+        };
+        let link = p.attach(point, &binary.attach_path, UProbeScope::AllProcesses).map_err(|e| e.to_string())?;
+        binary.sched_links.push(link);
+    }
+    Ok(())
+}
+
+fn detach_sched(ebpf: &mut Ebpf, binary: &mut Binary) {
+    if binary.sched_links.is_empty() {
+        return;
+    }
+    if let Ok(p) = program_mut::<UProbe>(ebpf, PROG_CASGSTATUS) {
+        for link in binary.sched_links.drain(..) {
+            if let Err(e) = p.detach(link) {
+                log::warn!("detaching {PROG_CASGSTATUS}: {e}");
+            }
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns` and of Go's `nanotime`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -65,6 +65,58 @@ impl From<Latency> for RunqStats {
     }
 }
 
+/// A goroutine that waited at least the exemplar threshold.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExemplarRecord {
+    pub goid: u64,
+    pub wait_ns: u64,
+    /// Part of the wait during which the thread that then ran it sat in the kernel run queue.
+    pub cpu_wait_ns: u64,
+    /// OS thread that ran it, and on which CPU.
+    pub tid: u32,
+    pub cpu: u32,
+    /// ktime (CLOCK_MONOTONIC ns) when it started running.
+    pub time_ns: u64,
+}
+
+impl From<&probe_common::Exemplar> for ExemplarRecord {
+    fn from(e: &probe_common::Exemplar) -> Self {
+        ExemplarRecord { goid: e.goid, wait_ns: e.wait_ns, cpu_wait_ns: e.cpu_wait_ns, tid: e.tid, cpu: e.cpu, time_ns: e.time_ns }
+    }
+}
+
+/// Where goroutine waits were spent.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchedSplit {
+    /// Share of the goroutine wait time during which the thread that then ran the goroutine
+    /// was itself waiting for a CPU in the kernel. Low: the wait is Go scheduler / P
+    /// contention. Null when no waits were measured.
+    pub cpu_wait_fraction: Option<f64>,
+    /// Time the process's cgroup was CPU-throttled in the window (null: no CPU controller).
+    pub throttled_ns: Option<u64>,
+}
+
+/// Goroutine scheduling latency: time from runnable to running.
+#[derive(Debug, Clone, Serialize)]
+pub struct GoroutineSchedStats {
+    pub count: u64,
+    pub mean_ns: u64,
+    pub p50_ns: u64,
+    pub p90_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+    pub total_ns: u64,
+    /// `precise` (casgstatus uprobe, duty-cycled) or `off`.
+    pub source: &'static str,
+    /// Time in the window during which the precise source was on.
+    pub sampled_ns: u64,
+    /// Goroutines created while it was on.
+    pub goroutines_created: u64,
+    pub split: SchedSplit,
+    /// The longest waits (at most 10), longest first.
+    pub top_exemplars: Vec<ExemplarRecord>,
+}
+
 /// Data-loss and consistency counters of this process's measurement.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ProbeHealth {
@@ -90,6 +142,7 @@ pub struct ProcessRecord {
     pub stw: StwStats,
     pub stw_other: StwOtherStats,
     pub os_runq: RunqStats,
+    pub goroutine_sched: GoroutineSchedStats,
     pub threads: u64,
     /// The process exited during the capture.
     pub exited: bool,
@@ -176,6 +229,29 @@ pub fn human(out: &mut impl Write, records: &[ProcessRecord], failures: &[Attach
             fmt_ns(r.os_runq.max_ns),
             fmt_ns(r.os_runq.total_ns)
         )?;
+        let g = &r.goroutine_sched;
+        writeln!(
+            out,
+            "  {:<18} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "goroutine wait",
+            g.count,
+            fmt_ns(g.p50_ns),
+            fmt_ns(g.p90_ns),
+            fmt_ns(g.p99_ns),
+            fmt_ns(g.max_ns),
+            fmt_ns(g.total_ns)
+        )?;
+        writeln!(
+            out,
+            "  goroutine source {} (sampled {:.1}s), CPU-wait share {}, throttled {}",
+            g.source,
+            g.sampled_ns as f64 / 1e9,
+            g.split.cpu_wait_fraction.map(|f| format!("{:.0}%", f * 100.0)).unwrap_or_else(|| "-".into()),
+            g.split.throttled_ns.map(fmt_ns).unwrap_or_else(|| "n/a".into())
+        )?;
+        for e in g.top_exemplars.iter().take(5) {
+            writeln!(out, "    slow goroutine {:>8} waited {:>10} (CPU wait {}) ran on tid {} cpu {}", e.goid, fmt_ns(e.wait_ns), fmt_ns(e.cpu_wait_ns), e.tid, e.cpu)?;
+        }
         if r.probe.stw_unpaired > 0 {
             writeln!(out, "  note: {} start-the-world events without a matching stop", r.probe.stw_unpaired)?;
         }

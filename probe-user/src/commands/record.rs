@@ -14,7 +14,10 @@ use tokio::time::MissedTickBehavior;
 
 use crate::{
     probe::{BinaryInfo, Probe, ProcSnapshot},
-    report::{self, AttachFailure, GcStats, ProbeErrors, ProbeHealth, ProcessRecord, StwOtherStats},
+    report::{
+        self, AttachFailure, ExemplarRecord, GcStats, GoroutineSchedStats, ProbeErrors, ProbeHealth, ProcessRecord, SchedSplit,
+        StwOtherStats,
+    },
     stats::{Latency, delta},
     system, target,
 };
@@ -35,9 +38,52 @@ pub struct RecordArgs {
     /// JSON lines (`interval` and `summary` records, see docs/output.md) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Where goroutine scheduling latency comes from: `precise` (a uprobe on every goroutine
+    /// state change, duty-cycled by --precise-duty) or `off`.
+    #[arg(long, value_enum, default_value_t = GoroutineSource::Precise)]
+    pub goroutine_source: GoroutineSource,
+    /// Duty cycle of the precise source, `ON/PERIOD` (e.g. `1s/10s`: on for 1 s in every
+    /// 10 s) or `always`. The probe costs a trap per goroutine state change while on.
+    #[arg(long, default_value = "1s/5s", value_parser = parse_duty)]
+    pub precise_duty: Duty,
+    /// Goroutine waits at least this long are reported individually (exemplars).
+    #[arg(long, default_value = "1ms", value_parser = parse_duration)]
+    pub exemplar_threshold: Duration,
     /// Start this command and record it from its first instruction (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GoroutineSource {
+    Precise,
+    Off,
+}
+
+/// On for `on` in every `period`; `on == period` means always.
+#[derive(Debug, Clone, Copy)]
+pub struct Duty {
+    pub on: Duration,
+    pub period: Duration,
+}
+
+impl Duty {
+    fn always(&self) -> bool {
+        self.on >= self.period
+    }
+}
+
+pub fn parse_duty(s: &str) -> Result<Duty, String> {
+    if s == "always" {
+        let d = Duration::from_secs(1);
+        return Ok(Duty { on: d, period: d });
+    }
+    let (on, period) = s.split_once('/').ok_or_else(|| format!("invalid duty {s:?}: use ON/PERIOD (e.g. 1s/10s) or always"))?;
+    let (on, period) = (parse_duration(on)?, parse_duration(period)?);
+    if on > period {
+        return Err(format!("invalid duty {s:?}: ON is longer than PERIOD"));
+    }
+    Ok(Duty { on, period })
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -63,6 +109,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// One watched process and its cumulative numbers so far.
 struct Watched {
     proc: target::Process,
+    /// Longest exemplars of the whole capture, and those of the current window.
+    top: Vec<probe_common::Exemplar>,
+    window_top: Vec<probe_common::Exemplar>,
+    throttled_first: Option<u64>,
+    throttled_last: Option<u64>,
     info: BinaryInfo,
     started: Instant,
     ended: Option<Instant>,
@@ -76,12 +127,50 @@ fn unix_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
-fn build_record(w: &Watched, from: &ProcSnapshot, to: &ProcSnapshot, window: Duration) -> ProcessRecord {
+/// Keeps the `n` longest waits, longest first.
+fn keep_top(v: &mut Vec<probe_common::Exemplar>, e: probe_common::Exemplar, n: usize) {
+    v.push(e);
+    v.sort_by(|a, b| b.wait_ns.cmp(&a.wait_ns));
+    v.truncate(n);
+}
+
+struct Window<'a> {
+    from: &'a ProcSnapshot,
+    to: &'a ProcSnapshot,
+    duration: Duration,
+    sampled: Duration,
+    source: GoroutineSource,
+    exemplars: &'a [probe_common::Exemplar],
+    throttled_ns: Option<u64>,
+}
+
+fn build_record(w: &Watched, win: &Window) -> ProcessRecord {
+    let (from, to, window) = (win.from, win.to, win.duration);
     let hist = |s: &ProcSnapshot, k: HistKind| s.hists.get(&(k as u32)).copied().unwrap_or(Hist::ZERO);
     let d = |k| delta(&hist(to, k), &hist(from, k));
     let stw = Latency::from_hist(&d(HistKind::StwGc));
     let other = d(HistKind::StwOther);
     let runq = Latency::from_hist(&d(HistKind::OsRunq));
+    let gs = Latency::from_hist(&d(HistKind::GoroutineSched));
+    let gwait = to.counters.goroutine_wait_ns.saturating_sub(from.counters.goroutine_wait_ns);
+    let gcpu = to.counters.goroutine_cpu_wait_ns.saturating_sub(from.counters.goroutine_cpu_wait_ns);
+    let goroutine_sched = GoroutineSchedStats {
+        count: gs.count,
+        mean_ns: gs.mean_ns,
+        p50_ns: gs.p50_ns,
+        p90_ns: gs.p90_ns,
+        p99_ns: gs.p99_ns,
+        max_ns: gs.max_ns,
+        total_ns: gs.total_ns,
+        source: match win.source {
+            GoroutineSource::Precise => "precise",
+            GoroutineSource::Off => "off",
+        },
+        sampled_ns: win.sampled.as_nanos() as u64,
+        goroutines_created: to.counters.goroutines_created.saturating_sub(from.counters.goroutines_created),
+        split: SchedSplit { cpu_wait_fraction: (gwait > 0).then(|| gcpu as f64 / gwait as f64), throttled_ns: win.throttled_ns },
+        top_exemplars: win.exemplars.iter().map(ExemplarRecord::from).collect(),
+    };
     let cycles = to.counters.gc_cycles.saturating_sub(from.counters.gc_cycles);
     let secs = window.as_secs_f64().max(1e-9);
     ProcessRecord {
@@ -95,6 +184,7 @@ fn build_record(w: &Watched, from: &ProcSnapshot, to: &ProcSnapshot, window: Dur
         stw: stw.into(),
         stw_other: StwOtherStats { count: other.count, total_ns: other.sum_ns, max_ns: other.max_ns },
         os_runq: runq.into(),
+        goroutine_sched,
         threads: w.threads,
         exited: w.exited,
         probe: ProbeHealth {
@@ -154,7 +244,8 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
         log::warn!("{w}");
     }
     let task = system::task_offsets()?;
-    let mut probe = Probe::load(task).context("cannot load the eBPF programs")?;
+    let threshold_ns = args.exemplar_threshold.as_nanos().min(u128::from(u64::MAX)) as u64;
+    let mut probe = Probe::load(task, threshold_ns).context("cannot load the eBPF programs")?;
 
     let mut failures: Vec<AttachFailure> = Vec::new();
     let mut watched: Vec<Watched> = Vec::new();
@@ -164,7 +255,12 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
         match probe.watch(&proc, &path) {
             Ok(info) => {
                 let first = probe.snapshot(proc.pid).ok()?;
+                let throttled = crate::cgroup::throttled_ns(proc.pid);
                 Some(Watched {
+                    top: Vec::new(),
+                    window_top: Vec::new(),
+                    throttled_first: throttled,
+                    throttled_last: throttled,
                     threads: target::threads(proc.pid).unwrap_or(0),
                     proc,
                     info,
@@ -253,8 +349,35 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
     tokio::pin!(deadline);
     let mut window_start = Instant::now();
     let mut child_status = None;
+    // Precise goroutine sampling: when it is on, since when, and time on in this window/total.
+    let precise = args.goroutine_source == GoroutineSource::Precise;
+    let mut next_toggle = Instant::now();
+    let (mut sampled_window, mut sampled_total) = (Duration::ZERO, Duration::ZERO);
+    let mut on_since: Option<Instant> = None;
 
     loop {
+        if precise && Instant::now() >= next_toggle {
+            let turn_on = !probe.precise_on();
+            if !turn_on {
+                if let Some(t) = on_since.take() {
+                    sampled_window += t.elapsed();
+                }
+            }
+            for p in probe.set_precise(turn_on) {
+                eprintln!("golat: precise goroutine source: {p}");
+            }
+            if turn_on {
+                on_since = Some(Instant::now());
+            }
+            next_toggle = if args.precise_duty.always() {
+                Instant::now() + Duration::from_secs(u64::MAX / 4)
+            } else if turn_on {
+                Instant::now() + args.precise_duty.on
+            } else {
+                Instant::now() + (args.precise_duty.period - args.precise_duty.on)
+            };
+        }
+        let toggle = tokio::time::sleep_until(next_toggle.into());
         let child_exit = async {
             match held.as_mut() {
                 Some(h) if child_status.is_none() => h.child.wait().await.ok(),
@@ -267,23 +390,48 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
             _ = &mut deadline => finish = true,
             status = child_exit => child_status = status.or(Some(std::process::ExitStatus::default())),
             _ = ticker.tick() => {}
+            _ = toggle, if precise => continue,
         }
         probe.flush_logs();
         let window = window_start.elapsed();
         window_start = Instant::now();
+        if let Some(t) = on_since.as_mut() {
+            sampled_window += t.elapsed();
+            *t = Instant::now();
+        }
+        let sampled = std::mem::take(&mut sampled_window);
+        sampled_total += sampled;
+        for e in probe.drain_exemplars() {
+            if let Some(w) = watched.iter_mut().find(|w| w.proc.pid == e.tgid) {
+                keep_top(&mut w.top, e, 10);
+                keep_top(&mut w.window_top, e, 10);
+            }
+        }
         for w in watched.iter_mut().filter(|w| !w.exited) {
             let gone = if held.is_some() { child_status.is_some() } else { !target::exists(w.proc.pid) };
             if let Some(t) = target::threads(w.proc.pid).filter(|_| !gone) {
                 w.threads = t;
             }
             // The kernel entries outlive the process until unwatch, so a final read is complete.
+            let throttled = if gone { w.throttled_last } else { crate::cgroup::throttled_ns(w.proc.pid) };
             match probe.snapshot(w.proc.pid) {
                 Ok(s) => {
                     if args.json && !finish {
-                        let rec = build_record(w, &w.last, &s, window);
+                        let win = Window {
+                            from: &w.last,
+                            to: &s,
+                            duration: window,
+                            sampled,
+                            source: args.goroutine_source,
+                            exemplars: &w.window_top,
+                            throttled_ns: throttled.zip(w.throttled_last).map(|(a, b)| a.saturating_sub(b)),
+                        };
+                        let rec = build_record(w, &win);
                         report::json_line(&mut stdout, "interval", &rec)?;
                     }
                     w.last = s;
+                    w.window_top.clear();
+                    w.throttled_last = throttled;
                 }
                 Err(e) => log::warn!("pid {}: reading maps: {e}", w.proc.pid),
             }
@@ -304,11 +452,25 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
     let errors = ProbeErrors {
         counters: probe.errors().unwrap_or_default().into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<BTreeMap<_, _>>(),
     };
+    if probe.set_precise(false).is_empty() {
+        if let Some(t) = on_since.take() {
+            sampled_total += t.elapsed();
+        }
+    }
     let records: Vec<ProcessRecord> = watched
         .iter()
         .map(|w| {
             let dur = w.ended.unwrap_or_else(Instant::now).duration_since(w.started);
-            build_record(w, &w.first, &w.last, dur)
+            let win = Window {
+                from: &w.first,
+                to: &w.last,
+                duration: dur,
+                sampled: sampled_total.min(dur),
+                source: args.goroutine_source,
+                exemplars: &w.top,
+                throttled_ns: w.throttled_last.zip(w.throttled_first).map(|(a, b)| a.saturating_sub(b)),
+            };
+            build_record(w, &win)
         })
         .collect();
     if args.json {

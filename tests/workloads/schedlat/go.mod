@@ -1,0 +1,3 @@
+module golat.test/schedlat
+
+go 1.17
