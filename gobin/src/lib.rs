@@ -28,6 +28,7 @@
 
 mod buildinfo;
 mod calls;
+mod data_refs;
 mod disasm;
 mod dwarf;
 mod elf;

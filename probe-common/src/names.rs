@@ -18,6 +18,9 @@ pub const PROG_STW_START_RET: &str = "stw_start_ret";
 pub const PROG_GC_MARK_TERM_ENTRY: &str = "gc_mark_term_entry";
 pub const PROG_GC_CLOCK: &str = "gc_clock";
 pub const PROG_CASGSTATUS: &str = "goroutine_casgstatus";
+/// An empty uprobe program: benchmarks put it on the precise source's sites to measure the
+/// bare cost of the traps.
+pub const PROG_CALIB_NOOP: &str = "calib_noop";
 pub const PROG_SCHED_WAKEUP: &str = "sched_wakeup";
 pub const PROG_SCHED_WAKEUP_NEW: &str = "sched_wakeup_new";
 pub const PROG_SCHED_SWITCH: &str = "sched_switch";
@@ -28,8 +31,9 @@ pub const GLOBAL_TASK_PID_OFF: &str = "TASK_PID_OFF";
 pub const GLOBAL_TASK_TGID_OFF: &str = "TASK_TGID_OFF";
 
 /// Every program together with the kernel hook it is meant for, for listing and stats.
-pub const UPROBE_PROGRAMS: [&str; 6] = [
+pub const UPROBE_PROGRAMS: [&str; 7] = [
     PROG_CASGSTATUS,
+    PROG_CALIB_NOOP,
     PROG_GC_CLOCK,
     PROG_STW_STOP_ENTRY,
     PROG_STW_START_ENTRY,

@@ -136,3 +136,10 @@ fn try_casgstatus(ctx: &ProbeContext) -> Result<(), i64> {
     }
     Ok(())
 }
+
+/// Does nothing: benchmarks attach it where `goroutine_casgstatus` goes to measure the bare
+/// cost of a uprobe trap on those sites.
+#[uprobe]
+pub fn calib_noop(_ctx: ProbeContext) -> u32 {
+    0
+}

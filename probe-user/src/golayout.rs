@@ -17,6 +17,8 @@ pub const FN_STOP_THE_WORLD_CLOSURE: &str = "runtime.stopTheWorld.func1";
 pub const FN_GC_START: &str = "runtime.gcStart";
 /// `casgstatus(gp *g, oldval, newval uint32)`, src/runtime/proc.go, same signature 1.17-1.25.
 pub const FN_CASGSTATUS: &str = "runtime.casgstatus";
+/// `(*timeHistogram).record`, called by casgstatus with `&sched.timeToRun` (Go 1.20+).
+pub const FN_TIME_HISTOGRAM_RECORD: &str = "runtime.(*timeHistogram).record";
 pub const FN_GC_MARK_DONE: &str = "runtime.gcMarkDone";
 /// Go <= 1.21 time GC pauses with `nanotime()` (inlined: a call to the ABI0 assembly function
 /// `runtime.nanotime1`): once in `gcStart` and once in `gcMarkDone` right before stopping the

@@ -7,6 +7,7 @@ mod golayout;
 mod hooks;
 mod probe;
 mod report;
+mod runtime_source;
 mod shutdown;
 mod stats;
 mod system;

@@ -97,6 +97,7 @@ struct Binary {
     /// Where the precise goroutine probe goes, and its links while sampling is on.
     sched_hook: Option<hooks::Hook>,
     sched_links: Vec<UProbeLinkId>,
+    sched_program: &'static str,
     attach_path: std::path::PathBuf,
     pids: HashSet<u32>,
 }
@@ -118,6 +119,8 @@ pub struct ProcSnapshot {
 
 pub struct Probe {
     ebpf: Ebpf,
+    /// Program put on the precise source's sites (an empty one for calibration).
+    sched_program: &'static str,
     exemplars: Option<RingBuf<MapData>>,
     precise_on: bool,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
@@ -167,6 +170,7 @@ impl Probe {
             .map_err(|source| ProbeError::Map { name: MAP_EXEMPLARS, source })?;
         Ok(Probe {
             ebpf,
+            sched_program: PROG_CASGSTATUS,
             exemplars: Some(exemplars),
             precise_on: false,
             logger,
@@ -280,6 +284,7 @@ impl Probe {
             links,
             sched_hook: plan.sched_hook.clone(),
             sched_links: Vec::new(),
+            sched_program: PROG_CASGSTATUS,
             attach_path: attach_path.to_path_buf(),
             pids: HashSet::new(),
         };
@@ -293,7 +298,7 @@ impl Probe {
         }
         let mut binary = binary;
         if self.precise_on {
-            if let Err(e) = attach_sched(&mut self.ebpf, &mut binary) {
+            if let Err(e) = attach_sched(&mut self.ebpf, &mut binary, self.sched_program) {
                 log::warn!("pid {pid}: precise goroutine source: {e}");
             }
         }
@@ -367,10 +372,10 @@ impl Probe {
                 problems.push(e.to_string());
             }
         }
-        let Probe { ebpf, binaries, .. } = self;
+        let Probe { ebpf, binaries, sched_program, .. } = self;
         for binary in binaries.values_mut() {
             if on {
-                if let Err(e) = attach_sched(ebpf, binary) {
+                if let Err(e) = attach_sched(ebpf, binary, sched_program) {
                     problems.push(format!("{}: {e}", binary.attach_path.display()));
                 }
             } else {
@@ -378,6 +383,12 @@ impl Probe {
             }
         }
         problems
+    }
+
+    /// Benchmarks only: put an empty program where the precise source's goes, to measure
+    /// the bare cost of the uprobe traps.
+    pub fn use_empty_sched_program(&mut self) {
+        self.sched_program = PROG_CALIB_NOOP;
     }
 
     pub fn precise_on(&self) -> bool {
@@ -514,12 +525,13 @@ where
         .map_err(|source| ProbeError::Program { name, source })
 }
 
-fn attach_sched(ebpf: &mut Ebpf, binary: &mut Binary) -> Result<(), String> {
+fn attach_sched(ebpf: &mut Ebpf, binary: &mut Binary, program: &'static str) -> Result<(), String> {
     let Some(hook) = binary.sched_hook.clone() else { return Ok(()) };
     if !binary.sched_links.is_empty() {
         return Ok(());
     }
-    let p: &mut UProbe = program_mut(ebpf, PROG_CASGSTATUS).map_err(|e| e.to_string())?;
+    binary.sched_program = program;
+    let p: &mut UProbe = program_mut(ebpf, program).map_err(|e| e.to_string())?;
     for site in &hook.sites {
         let point = UProbeAttachPoint {
             location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
@@ -535,10 +547,10 @@ fn detach_sched(ebpf: &mut Ebpf, binary: &mut Binary) {
     if binary.sched_links.is_empty() {
         return;
     }
-    if let Ok(p) = program_mut::<UProbe>(ebpf, PROG_CASGSTATUS) {
+    if let Ok(p) = program_mut::<UProbe>(ebpf, binary.sched_program) {
         for link in binary.sched_links.drain(..) {
             if let Err(e) = p.detach(link) {
-                log::warn!("detaching {PROG_CASGSTATUS}: {e}");
+                log::warn!("detaching {}: {e}", binary.sched_program);
             }
         }
     }

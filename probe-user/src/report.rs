@@ -106,8 +106,12 @@ pub struct GoroutineSchedStats {
     pub p99_ns: u64,
     pub max_ns: u64,
     pub total_ns: u64,
-    /// `precise` (casgstatus uprobe, duty-cycled) or `off`.
+    /// `runtime` (the program's own histogram), `precise` (casgstatus uprobe, duty-cycled),
+    /// `both` (numbers from precise, the runtime's view in `runtime`), `off`, or `unavailable`
+    /// (see `source_error`).
     pub source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_error: Option<String>,
     /// Time in the window during which the precise source was on.
     pub sampled_ns: u64,
     /// Goroutines created while it was on.
@@ -115,6 +119,19 @@ pub struct GoroutineSchedStats {
     pub split: SchedSplit,
     /// The longest waits (at most 10), longest first.
     pub top_exemplars: Vec<ExemplarRecord>,
+    /// With `both`: the runtime source's view of the same window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeView>,
+}
+
+/// The runtime's own histogram over a window (1-in-8 sampled, runtime bucket resolution).
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeView {
+    pub count: u64,
+    pub p50_ns: u64,
+    pub p90_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
 }
 
 /// Data-loss and consistency counters of this process's measurement.

@@ -15,9 +15,10 @@ use tokio::time::MissedTickBehavior;
 use crate::{
     probe::{BinaryInfo, Probe, ProcSnapshot},
     report::{
-        self, AttachFailure, ExemplarRecord, GcStats, GoroutineSchedStats, ProbeErrors, ProbeHealth, ProcessRecord, SchedSplit,
-        StwOtherStats,
+        self, AttachFailure, ExemplarRecord, GcStats, GoroutineSchedStats, ProbeErrors, ProbeHealth, ProcessRecord, RuntimeView,
+        SchedSplit, StwOtherStats,
     },
+    runtime_source::RuntimeHistogram,
     stats::{Latency, delta},
     system, target,
 };
@@ -38,9 +39,11 @@ pub struct RecordArgs {
     /// JSON lines (`interval` and `summary` records, see docs/output.md) instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Where goroutine scheduling latency comes from: `precise` (a uprobe on every goroutine
-    /// state change, duty-cycled by --precise-duty) or `off`.
-    #[arg(long, value_enum, default_value_t = GoroutineSource::Precise)]
+    /// Where goroutine scheduling latency comes from: `runtime` (the program's own histogram,
+    /// read from its memory: no overhead, 1-in-8 sampled, coarse buckets), `precise` (a uprobe
+    /// on every goroutine state change, duty-cycled by --precise-duty: exact, with exemplars and
+    /// the CPU-wait split, but a trap per state change while on), `both`, or `off`.
+    #[arg(long, value_enum, default_value_t = GoroutineSource::Runtime)]
     pub goroutine_source: GoroutineSource,
     /// Duty cycle of the precise source, `ON/PERIOD` (e.g. `1s/10s`: on for 1 s in every
     /// 10 s) or `always`. The probe costs a trap per goroutine state change while on.
@@ -56,8 +59,33 @@ pub struct RecordArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GoroutineSource {
+    Runtime,
     Precise,
+    Both,
     Off,
+    /// Calibration for benchmarks: an empty program on the precise source's probe sites.
+    #[value(hide = true)]
+    EmptyProbe,
+}
+
+impl GoroutineSource {
+    fn precise(self) -> bool {
+        matches!(self, GoroutineSource::Precise | GoroutineSource::Both | GoroutineSource::EmptyProbe)
+    }
+
+    fn runtime(self) -> bool {
+        matches!(self, GoroutineSource::Runtime | GoroutineSource::Both)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            GoroutineSource::Runtime => "runtime",
+            GoroutineSource::Precise => "precise",
+            GoroutineSource::Both => "both",
+            GoroutineSource::Off => "off",
+            GoroutineSource::EmptyProbe => "empty_probe",
+        }
+    }
 }
 
 /// On for `on` in every `period`; `on == period` means always.
@@ -114,6 +142,13 @@ struct Watched {
     window_top: Vec<probe_common::Exemplar>,
     throttled_first: Option<u64>,
     throttled_last: Option<u64>,
+    /// Runtime source: the reader (opened once the process runs its Go binary), the
+    /// histogram at the start of the capture and at the last read, or why it is unavailable.
+    runtime_hist: Option<RuntimeHistogram>,
+    rt_first: Option<Hist>,
+    rt_last: Option<Hist>,
+    rt_error: Option<String>,
+    started_by_us: bool,
     info: BinaryInfo,
     started: Instant,
     ended: Option<Instant>,
@@ -125,6 +160,35 @@ struct Watched {
 
 fn unix_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// Opens the runtime-source reader once the process runs the Go binary (a command started
+/// by golat is still the shell until it execs). For a process golat started, the capture
+/// covers its whole life, so the baseline is an empty histogram.
+fn open_runtime_hist(w: &mut Watched) {
+    let pid = w.proc.pid;
+    let exe = target::proc_dir(pid).join("exe");
+    if target::binary_key(&exe).ok() != Some(w.proc.binary_key) {
+        return;
+    }
+    let result = gobin::GoBinary::open(&exe)
+        .map_err(|e| e.to_string())
+        .and_then(|bin| RuntimeHistogram::open(pid, &bin, w.proc.binary_key.1));
+    match result {
+        Ok(r) => {
+            if w.started_by_us {
+                w.rt_first = Some(Hist::ZERO);
+            }
+            w.runtime_hist = Some(r);
+            w.rt_error = None;
+        }
+        Err(e) => {
+            if w.rt_error.is_none() {
+                eprintln!("golat: pid {pid}: runtime goroutine source unavailable: {e}");
+            }
+            w.rt_error = Some(e);
+        }
+    }
 }
 
 /// Keeps the `n` longest waits, longest first.
@@ -142,6 +206,12 @@ struct Window<'a> {
     source: GoroutineSource,
     exemplars: &'a [probe_common::Exemplar],
     throttled_ns: Option<u64>,
+    rt: Option<(Hist, Hist)>,
+}
+
+fn runtime_view(from: &Hist, to: &Hist) -> RuntimeView {
+    let l = Latency::from_hist(&delta(to, from));
+    RuntimeView { count: l.count, p50_ns: l.p50_ns, p90_ns: l.p90_ns, p99_ns: l.p99_ns, max_ns: l.max_ns }
 }
 
 fn build_record(w: &Watched, win: &Window) -> ProcessRecord {
@@ -151,7 +221,13 @@ fn build_record(w: &Watched, win: &Window) -> ProcessRecord {
     let stw = Latency::from_hist(&d(HistKind::StwGc));
     let other = d(HistKind::StwOther);
     let runq = Latency::from_hist(&d(HistKind::OsRunq));
-    let gs = Latency::from_hist(&d(HistKind::GoroutineSched));
+    let rt = win.rt.as_ref().map(|(a, b)| runtime_view(a, b));
+    let use_runtime = win.source == GoroutineSource::Runtime;
+    let gs = match win.rt.as_ref() {
+        Some((a, b)) if use_runtime => Latency::from_hist(&delta(b, a)),
+        _ if use_runtime => Latency::default(),
+        _ => Latency::from_hist(&d(HistKind::GoroutineSched)),
+    };
     let gwait = to.counters.goroutine_wait_ns.saturating_sub(from.counters.goroutine_wait_ns);
     let gcpu = to.counters.goroutine_cpu_wait_ns.saturating_sub(from.counters.goroutine_cpu_wait_ns);
     let goroutine_sched = GoroutineSchedStats {
@@ -162,14 +238,13 @@ fn build_record(w: &Watched, win: &Window) -> ProcessRecord {
         p99_ns: gs.p99_ns,
         max_ns: gs.max_ns,
         total_ns: gs.total_ns,
-        source: match win.source {
-            GoroutineSource::Precise => "precise",
-            GoroutineSource::Off => "off",
-        },
-        sampled_ns: win.sampled.as_nanos() as u64,
+        source: if use_runtime && win.rt.is_none() { "unavailable" } else { win.source.name() },
+        source_error: w.rt_error.clone().filter(|_| win.source.runtime() && win.rt.is_none()),
+        sampled_ns: if use_runtime { window.as_nanos() as u64 } else { win.sampled.as_nanos() as u64 },
         goroutines_created: to.counters.goroutines_created.saturating_sub(from.counters.goroutines_created),
         split: SchedSplit { cpu_wait_fraction: (gwait > 0).then(|| gcpu as f64 / gwait as f64), throttled_ns: win.throttled_ns },
         top_exemplars: win.exemplars.iter().map(ExemplarRecord::from).collect(),
+        runtime: rt.filter(|_| win.source == GoroutineSource::Both),
     };
     let cycles = to.counters.gc_cycles.saturating_sub(from.counters.gc_cycles);
     let secs = window.as_secs_f64().max(1e-9);
@@ -257,6 +332,11 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
                 let first = probe.snapshot(proc.pid).ok()?;
                 let throttled = crate::cgroup::throttled_ns(proc.pid);
                 Some(Watched {
+                    runtime_hist: None,
+                    rt_first: None,
+                    rt_last: None,
+                    rt_error: None,
+                    started_by_us: false,
                     top: Vec::new(),
                     window_top: Vec::new(),
                     throttled_first: throttled,
@@ -308,7 +388,10 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
             binary_key: target::binary_key(&h.path).with_context(|| format!("cannot stat {}", h.path.display()))?,
         };
         match add(&mut probe, proc, h.path.clone(), &mut failures) {
-            Some(w) => watched.push(w),
+            Some(mut w) => {
+                w.started_by_us = true;
+                watched.push(w);
+            }
             None => {
                 let _ = h.child.start_kill();
                 let msg = failures.last().map(|f| f.message.clone()).unwrap_or_default();
@@ -350,7 +433,15 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
     let mut window_start = Instant::now();
     let mut child_status = None;
     // Precise goroutine sampling: when it is on, since when, and time on in this window/total.
-    let precise = args.goroutine_source == GoroutineSource::Precise;
+    let precise = args.goroutine_source.precise();
+    if args.goroutine_source == GoroutineSource::EmptyProbe {
+        probe.use_empty_sched_program();
+    }
+    if args.goroutine_source.runtime() {
+        for w in watched.iter_mut() {
+            open_runtime_hist(w);
+        }
+    }
     let mut next_toggle = Instant::now();
     let (mut sampled_window, mut sampled_total) = (Duration::ZERO, Duration::ZERO);
     let mut on_since: Option<Instant> = None;
@@ -414,6 +505,21 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
             }
             // The kernel entries outlive the process until unwatch, so a final read is complete.
             let throttled = if gone { w.throttled_last } else { crate::cgroup::throttled_ns(w.proc.pid) };
+            let rt_now = if args.goroutine_source.runtime() && !gone {
+                if w.runtime_hist.is_none() {
+                    open_runtime_hist(w);
+                }
+                w.runtime_hist.as_ref().and_then(|r| r.read().inspect_err(|e| log::debug!("pid {}: {e}", w.proc.pid)).ok())
+            } else {
+                None
+            };
+            if w.rt_first.is_none() {
+                w.rt_first = rt_now;
+            }
+            let rt_prev = w.rt_last;
+            if rt_now.is_some() {
+                w.rt_last = rt_now;
+            }
             match probe.snapshot(w.proc.pid) {
                 Ok(s) => {
                     if args.json && !finish {
@@ -425,6 +531,7 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
                             source: args.goroutine_source,
                             exemplars: &w.window_top,
                             throttled_ns: throttled.zip(w.throttled_last).map(|(a, b)| a.saturating_sub(b)),
+                            rt: rt_prev.or(w.rt_first).zip(rt_now),
                         };
                         let rec = build_record(w, &win);
                         report::json_line(&mut stdout, "interval", &rec)?;
@@ -469,6 +576,7 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
                 source: args.goroutine_source,
                 exemplars: &w.top,
                 throttled_ns: w.throttled_last.zip(w.throttled_first).map(|(a, b)| a.saturating_sub(b)),
+                rt: w.rt_first.zip(w.rt_last),
             };
             build_record(w, &win)
         })

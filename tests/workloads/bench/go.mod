@@ -1,0 +1,3 @@
+module golat.test/bench
+
+go 1.17
