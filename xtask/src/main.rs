@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: everything a fresh machine needs, in the project's own code.
 
+mod bench;
 mod build;
 mod run;
 mod setup;
@@ -27,6 +28,8 @@ enum Command {
     /// Set up, build, and run every test: unit tests, binary-analysis tests and the kernel
     /// integration tests (which must not skip when CI=true).
     Test(test::TestArgs),
+    /// Set up, build, and run a benchmark (`overhead`: what golat costs a Go program).
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -36,6 +39,7 @@ fn main() {
         Command::Build => build::golat().map(|p| println!("{}", p.display())),
         Command::Run(args) => run::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");
