@@ -35,7 +35,7 @@ pub static RUNNABLE_SINCE: HashMap<GKey, u64> = HashMap::with_max_entries(262_14
 pub static THREAD_LAST_RUNQ: HashMap<u32, RunqSpan> = HashMap::with_max_entries(65_536, 0);
 
 #[map(name = "EXEMPLARS")]
-pub static EXEMPLARS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+pub static EXEMPLARS: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
 
 #[map(name = "SAMPLING")]
 pub static SAMPLING: Array<u64> = Array::with_max_entries(4, 0);

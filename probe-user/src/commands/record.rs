@@ -322,6 +322,23 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
     let threshold_ns = args.exemplar_threshold.as_nanos().min(u128::from(u64::MAX)) as u64;
     let mut probe = Probe::load(task, threshold_ns).context("cannot load the eBPF programs")?;
 
+    // Precise goroutine sampling: when it is on, since when, and time on in this window/total.
+    // The first window starts before any target is attached, so a command started by golat
+    // is sampled from its first goroutine.
+    let precise = args.goroutine_source.precise();
+    if args.goroutine_source == GoroutineSource::EmptyProbe {
+        probe.use_empty_sched_program();
+    }
+    let far = Duration::from_secs(u64::MAX / 4);
+    let (mut sampled_window, mut sampled_total) = (Duration::ZERO, Duration::ZERO);
+    let mut on_since: Option<Instant> = None;
+    let mut next_toggle = Instant::now() + far;
+    if precise {
+        probe.set_precise(true);
+        on_since = Some(Instant::now());
+        next_toggle = Instant::now() + if args.precise_duty.always() { far } else { args.precise_duty.on };
+    }
+
     let mut failures: Vec<AttachFailure> = Vec::new();
     let mut watched: Vec<Watched> = Vec::new();
     let mut held: Option<HeldChild> = None;
@@ -432,19 +449,11 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
     tokio::pin!(deadline);
     let mut window_start = Instant::now();
     let mut child_status = None;
-    // Precise goroutine sampling: when it is on, since when, and time on in this window/total.
-    let precise = args.goroutine_source.precise();
-    if args.goroutine_source == GoroutineSource::EmptyProbe {
-        probe.use_empty_sched_program();
-    }
     if args.goroutine_source.runtime() {
         for w in watched.iter_mut() {
             open_runtime_hist(w);
         }
     }
-    let mut next_toggle = Instant::now();
-    let (mut sampled_window, mut sampled_total) = (Duration::ZERO, Duration::ZERO);
-    let mut on_since: Option<Instant> = None;
 
     loop {
         if precise && Instant::now() >= next_toggle {
@@ -461,7 +470,7 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
                 on_since = Some(Instant::now());
             }
             next_toggle = if args.precise_duty.always() {
-                Instant::now() + Duration::from_secs(u64::MAX / 4)
+                Instant::now() + far
             } else if turn_on {
                 Instant::now() + args.precise_duty.on
             } else {

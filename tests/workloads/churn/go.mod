@@ -1,0 +1,3 @@
+module golat.test/churn
+
+go 1.17
