@@ -21,25 +21,17 @@ pub(crate) fn call_return_addresses(arch: Arch, address: u64, code: &[u8], targe
             }
             out
         }
-        Arch::Arm64 => {
-            let skip = ((4 - (address % 4)) % 4) as usize;
-            code.get(skip..)
-                .unwrap_or_default()
-                .chunks_exact(4)
-                .enumerate()
-                .filter_map(|(i, w)| {
-                    let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-                    let pc = address + skip as u64 + 4 * i as u64;
-                    // BL imm26: 100101 imm26; target = pc + sign_extend(imm26) * 4.
-                    if word & 0xfc00_0000 != 0x9400_0000 {
-                        return None;
-                    }
-                    let imm = ((word & 0x03ff_ffff) << 6) as i32 >> 6;
-                    let dest = pc.wrapping_add_signed(i64::from(imm) * 4);
-                    (dest == target).then_some(pc + 4)
-                })
-                .collect()
-        }
+        Arch::Arm64 => crate::disasm::arm64_words(address, code)
+            .filter_map(|(pc, word)| {
+                // BL imm26: 100101 imm26; target = pc + sign_extend(imm26) * 4.
+                if word & 0xfc00_0000 != 0x9400_0000 {
+                    return None;
+                }
+                let imm = ((word & 0x03ff_ffff) << 6) as i32 >> 6;
+                let dest = pc.wrapping_add_signed(i64::from(imm) * 4);
+                (dest == target).then_some(pc + 4)
+            })
+            .collect(),
     }
 }
 

@@ -25,20 +25,17 @@ pub(crate) fn return_sites(arch: Arch, address: u64, code: &[u8]) -> Vec<u64> {
             }
             out
         }
-        Arch::Arm64 => {
-            // Instructions are 4-byte aligned in the address space.
-            let skip = ((4 - (address % 4)) % 4) as usize;
-            code.get(skip..)
-                .unwrap_or_default()
-                .chunks_exact(4)
-                .enumerate()
-                .filter_map(|(i, w)| {
-                    let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-                    is_arm64_ret(word).then(|| address + skip as u64 + 4 * i as u64)
-                })
-                .collect()
-        }
+        Arch::Arm64 => arm64_words(address, code).filter_map(|(pc, word)| is_arm64_ret(word).then_some(pc)).collect(),
     }
+}
+
+/// (address, instruction word) of every 4-byte-aligned arm64 instruction in `code`, which
+/// starts at `address` (instructions are 4-byte aligned in the address space).
+pub(crate) fn arm64_words(address: u64, code: &[u8]) -> impl Iterator<Item = (u64, u32)> + '_ {
+    let skip = ((4 - (address % 4)) % 4) as usize;
+    code.get(skip..).unwrap_or_default().chunks_exact(4).enumerate().map(move |(i, w)| {
+        (address + skip as u64 + 4 * i as u64, u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+    })
 }
 
 /// `RET Xn` (C6.2.254 in the Arm ARM: `1101011 0 0 10 11111 0000 0 0 Rn 00000`), `RETAA`

@@ -218,46 +218,16 @@ pub fn human(out: &mut impl Write, records: &[ProcessRecord], failures: &[Attach
             r.threads
         )?;
         writeln!(out, "  GC cycles          {:>8}   {:.2}/s", r.gc.cycles, r.gc.cycles_per_second)?;
+        let row = |out: &mut dyn Write, name: &str, count: u64, cells: [String; 5]| -> std::io::Result<()> {
+            let [p50, p9x, p99, max, total] = cells;
+            writeln!(out, "  {name:<18} {count:>8} {p50:>10} {p9x:>10} {p99:>10} {max:>10} {total:>10}")
+        };
         writeln!(out, "  {:<18} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}", "", "count", "p50", "p95/p90", "p99", "max", "total")?;
-        writeln!(
-            out,
-            "  {:<18} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            "GC STW pause",
-            r.stw.count,
-            fmt_ns(r.stw.p50_ns),
-            fmt_ns(r.stw.p95_ns),
-            fmt_ns(r.stw.p99_ns),
-            fmt_ns(r.stw.max_ns),
-            fmt_ns(r.stw.total_ns)
-        )?;
-        writeln!(
-            out,
-            "  {:<18} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            "other STW pause", r.stw_other.count, "", "", "", fmt_ns(r.stw_other.max_ns), fmt_ns(r.stw_other.total_ns)
-        )?;
-        writeln!(
-            out,
-            "  {:<18} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            "OS run-queue wait",
-            r.os_runq.count,
-            fmt_ns(r.os_runq.p50_ns),
-            fmt_ns(r.os_runq.p90_ns),
-            fmt_ns(r.os_runq.p99_ns),
-            fmt_ns(r.os_runq.max_ns),
-            fmt_ns(r.os_runq.total_ns)
-        )?;
-        let g = &r.goroutine_sched;
-        writeln!(
-            out,
-            "  {:<18} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            "goroutine wait",
-            g.count,
-            fmt_ns(g.p50_ns),
-            fmt_ns(g.p90_ns),
-            fmt_ns(g.p99_ns),
-            fmt_ns(g.max_ns),
-            fmt_ns(g.total_ns)
-        )?;
+        let (s, o, q, g) = (&r.stw, &r.stw_other, &r.os_runq, &r.goroutine_sched);
+        row(out, "GC STW pause", s.count, [s.p50_ns, s.p95_ns, s.p99_ns, s.max_ns, s.total_ns].map(fmt_ns))?;
+        row(out, "other STW pause", o.count, [String::new(), String::new(), String::new(), fmt_ns(o.max_ns), fmt_ns(o.total_ns)])?;
+        row(out, "OS run-queue wait", q.count, [q.p50_ns, q.p90_ns, q.p99_ns, q.max_ns, q.total_ns].map(fmt_ns))?;
+        row(out, "goroutine wait", g.count, [g.p50_ns, g.p90_ns, g.p99_ns, g.max_ns, g.total_ns].map(fmt_ns))?;
         writeln!(
             out,
             "  goroutine source {} (sampled {:.1}s), CPU-wait share {}, throttled {}",

@@ -552,6 +552,9 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
                 Err(e) => log::warn!("pid {}: reading maps: {e}", w.proc.pid),
             }
             if gone {
+                if args.goroutine_source.runtime() && w.rt_last.is_none() && w.rt_error.is_none() {
+                    w.rt_error = Some("the process exited before the first read (the runtime source reads once per --interval)".into());
+                }
                 w.exited = true;
                 w.ended = Some(Instant::now());
                 probe.unwatch(w.proc.pid);
