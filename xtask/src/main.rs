@@ -20,8 +20,8 @@ struct Cli {
 enum Command {
     /// Install and check everything golat needs on this machine (idempotent).
     Setup(setup::SetupArgs),
-    /// Set up, build golat (release) and print its path.
-    Build,
+    /// Set up, build golat (release) and print its path (`--arm64`: cross-build for arm64).
+    Build(build::BuildArgs),
     /// Set up, build, and record a Go program (the bundled demo workload when no target is
     /// given). Arguments after `--` go to `golat record`.
     Run(run::RunArgs),
@@ -36,7 +36,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Setup(args) => setup::run(&args),
-        Command::Build => build::golat().map(|p| println!("{}", p.display())),
+        Command::Build(args) => build::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),

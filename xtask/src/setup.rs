@@ -15,14 +15,19 @@ pub struct SetupArgs {
 }
 
 /// Debian packages: LLVM 22 for bpf-linker, the Go toolchains the tests build workloads with,
-/// promtool for checking the metrics format.
+/// and the arm64 cross C toolchain (linker of the arm64 `golat`, C compiler of the arm64 cgo
+/// test workloads).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "golang-go",
     "golang-1.21-go",
     "golang-1.22-go",
     "golang-1.23-go",
+    "gcc-aarch64-linux-gnu",
+    "libc6-dev-arm64-cross",
 ];
+/// Rust targets the stable toolchain needs besides the host's: the arm64 cross-build.
+pub const RUST_TARGETS: &[&str] = &["aarch64-unknown-linux-gnu"];
 const BACKPORTS_FILE: &str = "/etc/apt/sources.list.d/golat-bookworm-backports.sources";
 const BACKPORTS_SOURCE: &str = "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
@@ -93,6 +98,17 @@ fn rust_toolchains(check: bool) -> anyhow::Result<()> {
             bail!("nightly lacks rust-src (run `rustup component add rust-src --toolchain nightly`)");
         }
         run_cmd(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    // Targets of the toolchain that builds userspace (the one running this xtask; rustup
+    // resolves it from the workspace's directory like cargo does).
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
+    let missing: Vec<&str> = RUST_TARGETS.iter().copied().filter(|t| !installed.lines().any(|l| l.trim() == *t)).collect();
+    if !missing.is_empty() {
+        if check {
+            bail!("missing Rust targets: {} (run `rustup target add {}`)", missing.join(" "), missing.join(" "));
+        }
+        run_cmd(Command::new("rustup").arg("target").arg("add").args(&missing))
+            .with_context(|| format!("run `rustup target add {}` (needs network access to static.rust-lang.org)", missing.join(" ")))?;
     }
     Ok(())
 }

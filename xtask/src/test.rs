@@ -78,7 +78,17 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             &mut totals,
         )
     });
+    // arm64 as a first-class target: the cross-built golat must link and embed the arm64 eBPF
+    // object (the arm64 Go binaries themselves are checked by the file-level tests above).
+    let arm64 = kernel.and_then(|()| {
+        let result = crate::build::golat_arm64().map(|_| ());
+        match &result {
+            Ok(()) => totals.passed += 1,
+            Err(_) => totals.failed += 1,
+        }
+        result.context("arm64 cross-build")
+    });
     // The closing line CI reads.
     println!("xtask: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
-    kernel
+    arm64
 }
