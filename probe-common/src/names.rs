@@ -11,6 +11,7 @@ pub const MAP_RUNNABLE_SINCE: &str = "RUNNABLE_SINCE";
 pub const MAP_THREAD_LAST_RUNQ: &str = "THREAD_LAST_RUNQ";
 pub const MAP_EXEMPLARS: &str = "EXEMPLARS";
 pub const MAP_SAMPLING: &str = "SAMPLING";
+pub const MAP_EXEC_EVENTS: &str = "EXEC_EVENTS";
 
 pub const PROG_STW_STOP_ENTRY: &str = "stw_stop_entry";
 pub const PROG_STW_START_ENTRY: &str = "stw_start_entry";
@@ -25,6 +26,7 @@ pub const PROG_SCHED_WAKEUP: &str = "sched_wakeup";
 pub const PROG_SCHED_WAKEUP_NEW: &str = "sched_wakeup_new";
 pub const PROG_SCHED_SWITCH: &str = "sched_switch";
 pub const PROG_SCHED_EXIT: &str = "sched_process_exit";
+pub const PROG_SCHED_EXEC: &str = "sched_process_exec";
 
 /// Load-time globals (`EbpfLoader::override_global`).
 pub const GLOBAL_TASK_PID_OFF: &str = "TASK_PID_OFF";
@@ -40,9 +42,10 @@ pub const UPROBE_PROGRAMS: [&str; 7] = [
     PROG_STW_START_RET,
     PROG_GC_MARK_TERM_ENTRY,
 ];
-pub const TRACEPOINT_PROGRAMS: [&str; 4] = [
+pub const TRACEPOINT_PROGRAMS: [&str; 5] = [
     PROG_SCHED_WAKEUP,
     PROG_SCHED_WAKEUP_NEW,
     PROG_SCHED_SWITCH,
     PROG_SCHED_EXIT,
+    PROG_SCHED_EXEC,
 ];

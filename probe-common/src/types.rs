@@ -228,12 +228,15 @@ pub enum ErrorCounter {
     GoroutineMapFull = 7,
     /// The exemplar ring buffer was full: an exemplar was dropped (the histogram still has it).
     ExemplarDropped = 8,
+    /// The exec event ring buffer was full: a new process may be discovered only by the
+    /// agent's periodic /proc scan.
+    ExecEventDropped = 9,
 }
 
 pub const NUM_ERROR_COUNTERS: u32 = 12;
 
 impl ErrorCounter {
-    pub const ALL: [ErrorCounter; 9] = [
+    pub const ALL: [ErrorCounter; 10] = [
         ErrorCounter::HistMissing,
         ErrorCounter::StwStateFull,
         ErrorCounter::ThreadWakeFull,
@@ -243,6 +246,7 @@ impl ErrorCounter {
         ErrorCounter::CountersMissing,
         ErrorCounter::GoroutineMapFull,
         ErrorCounter::ExemplarDropped,
+        ErrorCounter::ExecEventDropped,
     ];
 
     /// Name used in reports and metrics.
@@ -257,6 +261,7 @@ impl ErrorCounter {
             ErrorCounter::CountersMissing => "proc_counters_missing",
             ErrorCounter::GoroutineMapFull => "goroutine_map_full",
             ErrorCounter::ExemplarDropped => "exemplar_ringbuf_full",
+            ErrorCounter::ExecEventDropped => "exec_ringbuf_full",
         }
     }
 }

@@ -6,7 +6,10 @@
 //! as load-time globals (aya has no CO-RE relocations for Rust programs).
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST, helpers::bpf_probe_read_kernel, macros::btf_tracepoint,
+    bindings::BPF_NOEXIST,
+    helpers::bpf_probe_read_kernel,
+    macros::{btf_tracepoint, map},
+    maps::RingBuf,
     programs::BtfTracePointContext,
 };
 use probe_common::{ErrorCounter, HistKind, RunqSpan};
@@ -111,6 +114,20 @@ pub fn sched_process_exit(_ctx: BtfTracePointContext) -> i32 {
     if is_watched(tgid) {
         let _ = THREAD_WAKE.remove(&tid);
         let _ = THREAD_LAST_RUNQ.remove(&tid);
+    }
+    0
+}
+
+/// Every exec on the machine, for the agent's discovery of new Go processes (low rate; the
+/// ring buffer wakes user space per event so it can attach within milliseconds).
+#[map(name = "EXEC_EVENTS")]
+pub static EXEC_EVENTS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
+
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(_ctx: BtfTracePointContext) -> i32 {
+    let (tgid, _) = current_ids();
+    if EXEC_EVENTS.output::<u32>(&tgid, 0).is_err() {
+        count_error(ErrorCounter::ExecEventDropped);
     }
     0
 }

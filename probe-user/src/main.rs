@@ -12,6 +12,7 @@ mod shutdown;
 mod stats;
 mod system;
 mod target;
+mod watch;
 
 use clap::{Parser, Subcommand};
 

@@ -122,6 +122,7 @@ pub struct Probe {
     /// Program put on the precise source's sites (an empty one for calibration).
     sched_program: &'static str,
     exemplars: Option<RingBuf<MapData>>,
+    exec_events: Option<RingBuf<MapData>>,
     precise_on: bool,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     binaries: StdHashMap<(u64, u64), Binary>,
@@ -153,6 +154,7 @@ impl Probe {
             (PROG_SCHED_WAKEUP_NEW, "sched_wakeup_new"),
             (PROG_SCHED_SWITCH, "sched_switch"),
             (PROG_SCHED_EXIT, "sched_process_exit"),
+            (PROG_SCHED_EXEC, "sched_process_exec"),
         ] {
             let p: &mut BtfTracePoint = program_mut(&mut ebpf, name)?;
             p.load(tracepoint, &btf).map_err(|source| ProbeError::Program { name, source })?;
@@ -168,10 +170,13 @@ impl Probe {
         }
         let exemplars = RingBuf::try_from(ebpf.take_map(MAP_EXEMPLARS).ok_or(ProbeError::Missing(MAP_EXEMPLARS))?)
             .map_err(|source| ProbeError::Map { name: MAP_EXEMPLARS, source })?;
+        let exec_events = RingBuf::try_from(ebpf.take_map(MAP_EXEC_EVENTS).ok_or(ProbeError::Missing(MAP_EXEC_EVENTS))?)
+            .map_err(|source| ProbeError::Map { name: MAP_EXEC_EVENTS, source })?;
         Ok(Probe {
             ebpf,
             sched_program: PROG_CASGSTATUS,
             exemplars: Some(exemplars),
+            exec_events: Some(exec_events),
             precise_on: false,
             logger,
             binaries: StdHashMap::new(),
@@ -401,6 +406,41 @@ impl Probe {
         sampling.set(index, value, 0).map_err(|source| ProbeError::Map { name: MAP_SAMPLING, source })
     }
 
+    /// The exec ring buffer, for the agent to wait on (`AsyncFd`) and drain with
+    /// [`drain_execs`]. Taken once.
+    pub fn take_exec_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.exec_events.take()
+    }
+
+    /// Entries in the maps that hold per-process, per-thread and per-goroutine state (for
+    /// the agent's self-metrics: after every watched process is gone they must drain).
+    pub fn map_entries(&self) -> Vec<(&'static str, usize)> {
+        fn hash<K: aya::Pod, V: aya::Pod>(ebpf: &Ebpf, name: &'static str) -> (&'static str, usize) {
+            let n = ebpf.map(name).and_then(|m| HashMap::<_, K, V>::try_from(m).ok()).map_or(0, |h| h.keys().count());
+            (name, n)
+        }
+        fn per_cpu<K: aya::Pod, V: aya::Pod>(ebpf: &Ebpf, name: &'static str) -> (&'static str, usize) {
+            let n = ebpf.map(name).and_then(|m| PerCpuHashMap::<_, K, V>::try_from(m).ok()).map_or(0, |h| h.keys().count());
+            (name, n)
+        }
+        let e = &self.ebpf;
+        vec![
+            hash::<u32, ProcConfig>(e, MAP_WATCHED),
+            hash::<u32, BinaryConfig>(e, MAP_BINARIES),
+            per_cpu::<HistKey, Hist>(e, MAP_HISTS),
+            per_cpu::<u32, ProcCounters>(e, MAP_PROC_COUNTERS),
+            hash::<u32, probe_common::StwState>(e, MAP_STW_STATE),
+            hash::<u32, u64>(e, MAP_THREAD_WAKE),
+            hash::<u32, probe_common::RunqSpan>(e, MAP_THREAD_LAST_RUNQ),
+            hash::<GKey, u64>(e, MAP_RUNNABLE_SINCE),
+        ]
+    }
+
+    /// Number of binaries with uprobes attached, and of uprobe links.
+    pub fn attachments(&self) -> (usize, usize) {
+        (self.binaries.len(), self.binaries.values().map(|b| b.links.len() + b.sched_links.len()).sum())
+    }
+
     /// Exemplars the kernel queued since the last call.
     pub fn drain_exemplars(&mut self) -> Vec<Exemplar> {
         let mut out = Vec::new();
@@ -562,4 +602,15 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: valid pointer to a timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Pids (tgids) in an exec ring buffer batch.
+pub fn drain_execs(rb: &mut RingBuf<MapData>) -> Vec<u32> {
+    let mut out = Vec::new();
+    while let Some(item) = rb.next() {
+        if item.len() >= 4 {
+            out.push(u32::from_ne_bytes([item[0], item[1], item[2], item[3]]));
+        }
+    }
+    out
 }

@@ -5,21 +5,16 @@ use std::{
     io::Write as _,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     path::PathBuf,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
-use probe_common::{Hist, HistKind};
 use tokio::time::MissedTickBehavior;
 
 use crate::{
-    probe::{BinaryInfo, Probe, ProcSnapshot},
-    report::{
-        self, AttachFailure, ExemplarRecord, GcStats, GoroutineSchedStats, ProbeErrors, ProbeHealth, ProcessRecord, RuntimeView,
-        SchedSplit, StwOtherStats,
-    },
-    runtime_source::RuntimeHistogram,
-    stats::{Latency, delta},
+    watch::{GoroutineSource, Watched, Window, build_record, keep_top, open_runtime_hist},
+    probe::Probe,
+    report::{self, AttachFailure, ProbeErrors, ProcessRecord},
     system, target,
 };
 
@@ -55,37 +50,6 @@ pub struct RecordArgs {
     /// Start this command and record it from its first instruction (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum GoroutineSource {
-    Runtime,
-    Precise,
-    Both,
-    Off,
-    /// Calibration for benchmarks: an empty program on the precise source's probe sites.
-    #[value(hide = true)]
-    EmptyProbe,
-}
-
-impl GoroutineSource {
-    fn precise(self) -> bool {
-        matches!(self, GoroutineSource::Precise | GoroutineSource::Both | GoroutineSource::EmptyProbe)
-    }
-
-    fn runtime(self) -> bool {
-        matches!(self, GoroutineSource::Runtime | GoroutineSource::Both)
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            GoroutineSource::Runtime => "runtime",
-            GoroutineSource::Precise => "precise",
-            GoroutineSource::Both => "both",
-            GoroutineSource::Off => "off",
-            GoroutineSource::EmptyProbe => "empty_probe",
-        }
-    }
 }
 
 /// On for `on` in every `period`; `on == period` means always.
@@ -132,141 +96,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("duration must be positive: {s:?}"));
     }
     Ok(Duration::from_secs_f64(secs))
-}
-
-/// One watched process and its cumulative numbers so far.
-struct Watched {
-    proc: target::Process,
-    /// Longest exemplars of the whole capture, and those of the current window.
-    top: Vec<probe_common::Exemplar>,
-    window_top: Vec<probe_common::Exemplar>,
-    throttled_first: Option<u64>,
-    throttled_last: Option<u64>,
-    /// Runtime source: the reader (opened once the process runs its Go binary), the
-    /// histogram at the start of the capture and at the last read, or why it is unavailable.
-    runtime_hist: Option<RuntimeHistogram>,
-    rt_first: Option<Hist>,
-    rt_last: Option<Hist>,
-    rt_error: Option<String>,
-    started_by_us: bool,
-    info: BinaryInfo,
-    started: Instant,
-    ended: Option<Instant>,
-    first: ProcSnapshot,
-    last: ProcSnapshot,
-    threads: u64,
-    exited: bool,
-}
-
-fn unix_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
-}
-
-/// Opens the runtime-source reader once the process runs the Go binary (a command started
-/// by golat is still the shell until it execs). For a process golat started, the capture
-/// covers its whole life, so the baseline is an empty histogram.
-fn open_runtime_hist(w: &mut Watched) {
-    let pid = w.proc.pid;
-    let exe = target::proc_dir(pid).join("exe");
-    if target::binary_key(&exe).ok() != Some(w.proc.binary_key) {
-        return;
-    }
-    let result = gobin::GoBinary::open(&exe)
-        .map_err(|e| e.to_string())
-        .and_then(|bin| RuntimeHistogram::open(pid, &bin, w.proc.binary_key.1));
-    match result {
-        Ok(r) => {
-            if w.started_by_us {
-                w.rt_first = Some(Hist::ZERO);
-            }
-            w.runtime_hist = Some(r);
-            w.rt_error = None;
-        }
-        Err(e) => {
-            if w.rt_error.is_none() {
-                eprintln!("golat: pid {pid}: runtime goroutine source unavailable: {e}");
-            }
-            w.rt_error = Some(e);
-        }
-    }
-}
-
-/// Keeps the `n` longest waits, longest first.
-fn keep_top(v: &mut Vec<probe_common::Exemplar>, e: probe_common::Exemplar, n: usize) {
-    v.push(e);
-    v.sort_by(|a, b| b.wait_ns.cmp(&a.wait_ns));
-    v.truncate(n);
-}
-
-struct Window<'a> {
-    from: &'a ProcSnapshot,
-    to: &'a ProcSnapshot,
-    duration: Duration,
-    sampled: Duration,
-    source: GoroutineSource,
-    exemplars: &'a [probe_common::Exemplar],
-    throttled_ns: Option<u64>,
-    rt: Option<(Hist, Hist)>,
-}
-
-fn runtime_view(from: &Hist, to: &Hist) -> RuntimeView {
-    let l = Latency::from_hist(&delta(to, from));
-    RuntimeView { count: l.count, p50_ns: l.p50_ns, p90_ns: l.p90_ns, p99_ns: l.p99_ns, max_ns: l.max_ns }
-}
-
-fn build_record(w: &Watched, win: &Window) -> ProcessRecord {
-    let (from, to, window) = (win.from, win.to, win.duration);
-    let hist = |s: &ProcSnapshot, k: HistKind| s.hists.get(&(k as u32)).copied().unwrap_or(Hist::ZERO);
-    let d = |k| delta(&hist(to, k), &hist(from, k));
-    let stw = Latency::from_hist(&d(HistKind::StwGc));
-    let other = d(HistKind::StwOther);
-    let runq = Latency::from_hist(&d(HistKind::OsRunq));
-    let rt = win.rt.as_ref().map(|(a, b)| runtime_view(a, b));
-    let use_runtime = win.source == GoroutineSource::Runtime;
-    let gs = match win.rt.as_ref() {
-        Some((a, b)) if use_runtime => Latency::from_hist(&delta(b, a)),
-        _ if use_runtime => Latency::default(),
-        _ => Latency::from_hist(&d(HistKind::GoroutineSched)),
-    };
-    let gwait = to.counters.goroutine_wait_ns.saturating_sub(from.counters.goroutine_wait_ns);
-    let gcpu = to.counters.goroutine_cpu_wait_ns.saturating_sub(from.counters.goroutine_cpu_wait_ns);
-    let goroutine_sched = GoroutineSchedStats {
-        count: gs.count,
-        mean_ns: gs.mean_ns,
-        p50_ns: gs.p50_ns,
-        p90_ns: gs.p90_ns,
-        p99_ns: gs.p99_ns,
-        max_ns: gs.max_ns,
-        total_ns: gs.total_ns,
-        source: if use_runtime && win.rt.is_none() { "unavailable" } else { win.source.name() },
-        source_error: w.rt_error.clone().filter(|_| win.source.runtime() && win.rt.is_none()),
-        sampled_ns: if use_runtime { window.as_nanos() as u64 } else { win.sampled.as_nanos() as u64 },
-        goroutines_created: to.counters.goroutines_created.saturating_sub(from.counters.goroutines_created),
-        split: SchedSplit { cpu_wait_fraction: (gwait > 0).then(|| gcpu as f64 / gwait as f64), throttled_ns: win.throttled_ns },
-        top_exemplars: win.exemplars.iter().map(ExemplarRecord::from).collect(),
-        runtime: rt.filter(|_| win.source == GoroutineSource::Both),
-    };
-    let cycles = to.counters.gc_cycles.saturating_sub(from.counters.gc_cycles);
-    let secs = window.as_secs_f64().max(1e-9);
-    ProcessRecord {
-        pid: w.proc.pid,
-        comm: w.proc.comm.clone(),
-        exe: w.proc.exe_path.clone(),
-        go_version: w.info.go_version.clone(),
-        time_unix_ns: unix_ns(),
-        duration_ns: window.as_nanos() as u64,
-        gc: GcStats { cycles, cycles_per_second: cycles as f64 / secs },
-        stw: stw.into(),
-        stw_other: StwOtherStats { count: other.count, total_ns: other.sum_ns, max_ns: other.max_ns },
-        os_runq: runq.into(),
-        goroutine_sched,
-        threads: w.threads,
-        exited: w.exited,
-        probe: ProbeHealth {
-            stw_unpaired: to.counters.stw_unpaired.saturating_sub(from.counters.stw_unpaired),
-            pause_clock: if w.info.exact_pause_clock { "runtime" } else { "probe" },
-        },
-    }
 }
 
 /// A child started by golat, held before `exec` until its uprobes are in place.
@@ -347,26 +176,7 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
         match probe.watch(&proc, &path) {
             Ok(info) => {
                 let first = probe.snapshot(proc.pid).ok()?;
-                let throttled = crate::cgroup::throttled_ns(proc.pid);
-                Some(Watched {
-                    runtime_hist: None,
-                    rt_first: None,
-                    rt_last: None,
-                    rt_error: None,
-                    started_by_us: false,
-                    top: Vec::new(),
-                    window_top: Vec::new(),
-                    throttled_first: throttled,
-                    throttled_last: throttled,
-                    threads: target::threads(proc.pid).unwrap_or(0),
-                    proc,
-                    info,
-                    started: Instant::now(),
-                    ended: None,
-                    last: first.clone(),
-                    first,
-                    exited: false,
-                })
+                Some(Watched::new(proc, info, first))
             }
             Err(e) => {
                 failures.push(AttachFailure { pid: Some(proc.pid), reason: e.reason().into(), message: e.to_string() });
@@ -576,23 +386,7 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
             sampled_total += t.elapsed();
         }
     }
-    let records: Vec<ProcessRecord> = watched
-        .iter()
-        .map(|w| {
-            let dur = w.ended.unwrap_or_else(Instant::now).duration_since(w.started);
-            let win = Window {
-                from: &w.first,
-                to: &w.last,
-                duration: dur,
-                sampled: sampled_total.min(dur),
-                source: args.goroutine_source,
-                exemplars: &w.top,
-                throttled_ns: w.throttled_last.zip(w.throttled_first).map(|(a, b)| a.saturating_sub(b)),
-                rt: w.rt_first.zip(w.rt_last),
-            };
-            build_record(w, &win)
-        })
-        .collect();
+    let records: Vec<ProcessRecord> = watched.iter().map(|w| w.summary(args.goroutine_source, sampled_total)).collect();
     if args.json {
         for r in &records {
             report::json_line(&mut stdout, "summary", r)?;
