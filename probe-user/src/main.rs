@@ -1,6 +1,7 @@
 //! `golat`: measures how long Go programs' goroutines wait to run and how long their garbage
 //! collector stops the world, from outside the program, with eBPF.
 
+mod agent;
 mod cgroup;
 mod commands;
 mod golayout;
@@ -30,6 +31,7 @@ struct Cli {
 enum Command {
     Record(commands::record::RecordArgs),
     Inspect(commands::inspect::InspectArgs),
+    Agent(commands::agent::AgentArgs),
 }
 
 fn main() {
@@ -52,6 +54,7 @@ fn main() {
         let result = match cli.command {
             Command::Record(args) => commands::record::run(args, cancel).await,
             Command::Inspect(args) => commands::inspect::run(&args),
+            Command::Agent(args) => commands::agent::run(args, cancel).await,
         };
         match result {
             Ok(code) => code,

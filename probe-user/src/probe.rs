@@ -350,6 +350,21 @@ impl Probe {
         if let Some(Ok(mut m)) = self.ebpf.map_mut(MAP_PROC_COUNTERS).map(PerCpuHashMap::<_, u32, ProcCounters>::try_from) {
             let _ = m.remove(&pid);
         }
+        // Per-thread entries of threads that no longer exist (a dying thread can still be
+        // switched in once after its exit tracepoint ran).
+        let dead = |tid: &u32| !std::path::Path::new(&format!("/proc/{tid}")).exists();
+        if let Some(Ok(mut m)) = self.ebpf.map_mut(MAP_THREAD_LAST_RUNQ).map(HashMap::<_, u32, probe_common::RunqSpan>::try_from) {
+            let stale: Vec<u32> = m.keys().filter_map(Result::ok).filter(dead).collect();
+            for k in stale {
+                let _ = m.remove(&k);
+            }
+        }
+        if let Some(Ok(mut m)) = self.ebpf.map_mut(MAP_THREAD_WAKE).map(HashMap::<_, u32, u64>::try_from) {
+            let stale: Vec<u32> = m.keys().filter_map(Result::ok).filter(dead).collect();
+            for k in stale {
+                let _ = m.remove(&k);
+            }
+        }
         if let Some(Ok(mut m)) = self.ebpf.map_mut(MAP_RUNNABLE_SINCE).map(HashMap::<_, GKey, u64>::try_from) {
             let stale: Vec<GKey> = m.keys().filter_map(Result::ok).filter(|k| k.tgid == pid).collect();
             for k in stale {

@@ -14,7 +14,8 @@
 //! Where the histogram is: `runtime.casgstatus` passes `&sched.timeToRun` to
 //! `(*timeHistogram).record` (Go 1.20+: `LEAQ runtime.sched+320(SB), AX; CALL record`), or
 //! indexes `sched.timeToRun.counts` inline (1.17–1.19: `LEAQ runtime.sched+312(SB), CX;
-//! LEAQ (CX)(AX*8)`), so the address is found in stripped binaries too (amd64).
+//! LEAQ (CX)(AX*8)`), so the address is found in stripped binaries too. arm64 has the same
+//! offsets, with `ADRP`+`ADD` pairs instead of `LEAQ` (gobin/src/data_refs.rs).
 
 use std::{fs::File, os::unix::fs::FileExt as _};
 

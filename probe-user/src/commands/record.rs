@@ -60,7 +60,7 @@ pub struct Duty {
 }
 
 impl Duty {
-    fn always(&self) -> bool {
+    pub fn always(&self) -> bool {
         self.on >= self.period
     }
 }
