@@ -194,6 +194,16 @@ pub struct Exemplar {
     pub _pad: u32,
 }
 
+/// A process called exec (agent discovery).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecEvent {
+    pub tgid: u32,
+    pub _pad: u32,
+    /// ktime of the exec, to measure how long attaching took.
+    pub time_ns: u64,
+}
+
 /// Index 0 of the `SAMPLING` array: ktime at which the current precise-sampling window
 /// started. Runnable timestamps older than it predate the attach and are ignored.
 pub const SAMPLING_WINDOW_START: u32 = 0;
@@ -275,6 +285,7 @@ const _: () = assert!(core::mem::size_of::<ProcCounters>() == 64);
 const _: () = assert!(core::mem::size_of::<GKey>() == 16);
 const _: () = assert!(core::mem::size_of::<RunqSpan>() == 16);
 const _: () = assert!(core::mem::size_of::<Exemplar>() == 48);
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 16);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -290,4 +301,5 @@ mod pod {
     unsafe impl aya::Pod for GKey {}
     unsafe impl aya::Pod for RunqSpan {}
     unsafe impl aya::Pod for Exemplar {}
+    unsafe impl aya::Pod for ExecEvent {}
 }

@@ -12,7 +12,7 @@ use aya_ebpf::{
     maps::RingBuf,
     programs::BtfTracePointContext,
 };
-use probe_common::{ErrorCounter, HistKind, RunqSpan};
+use probe_common::{ErrorCounter, ExecEvent, HistKind, RunqSpan};
 
 use crate::{
     goroutine::THREAD_LAST_RUNQ,
@@ -126,7 +126,8 @@ pub static EXEC_EVENTS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(_ctx: BtfTracePointContext) -> i32 {
     let (tgid, _) = current_ids();
-    if EXEC_EVENTS.output::<u32>(&tgid, 0).is_err() {
+    let ev = ExecEvent { tgid, _pad: 0, time_ns: now_ns() };
+    if EXEC_EVENTS.output::<ExecEvent>(&ev, 0).is_err() {
         count_error(ErrorCounter::ExecEventDropped);
     }
     0

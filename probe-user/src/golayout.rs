@@ -7,6 +7,9 @@ use probe_common::StwAbi;
 /// Go versions golat has been verified against (see docs/design.md for the test matrix).
 pub const MIN_GO: (u32, u32) = (1, 17);
 pub const MAX_GO: (u32, u32) = (1, 25);
+/// arm64 got Go's register ABI (ABIInternal) in go1.18 (release notes of go1.18; Go 1.17 on
+/// arm64 passes arguments and results on the stack), and the probes read registers.
+pub const MIN_GO_ARM64: (u32, u32) = (1, 18);
 
 pub const FN_STOP_THE_WORLD: &str = "runtime.stopTheWorldWithSema";
 pub const FN_START_THE_WORLD: &str = "runtime.startTheWorldWithSema";

@@ -73,6 +73,10 @@ pub fn plan(bin: &gobin::GoBinary) -> Result<Plan, PlanError> {
     let v = bin.build_info().go_version;
     let go_version = bin.build_info().go_version_raw.clone();
     let stw: StwLayout = golayout::stw_layout(v.major, v.minor).ok_or_else(|| PlanError::UnsupportedGo { version: go_version.clone() })?;
+    if bin.arch() == gobin::Arch::Arm64 && (v.major, v.minor) < golayout::MIN_GO_ARM64 {
+        let (a, b) = golayout::MIN_GO_ARM64;
+        return Err(PlanError::UnsupportedGo { version: format!("{go_version} on arm64 (needs go{a}.{b}+, Go's register ABI)") });
+    }
     let resolve = |function: &'static str| bin.function(function).map_err(|source| PlanError::Hook { function, source });
     let entry = |program, function: &'static str| -> Result<Hook, PlanError> {
         let f = resolve(function)?;

@@ -98,6 +98,8 @@ struct Binary {
     sched_hook: Option<hooks::Hook>,
     sched_links: Vec<UProbeLinkId>,
     sched_program: &'static str,
+    /// Since when no watched process uses it (see `set_binary_linger`).
+    idle_since: Option<std::time::Instant>,
     attach_path: std::path::PathBuf,
     pids: HashSet<u32>,
 }
@@ -119,6 +121,7 @@ pub struct ProcSnapshot {
 
 pub struct Probe {
     ebpf: Ebpf,
+    binary_linger: std::time::Duration,
     /// Program put on the precise source's sites (an empty one for calibration).
     sched_program: &'static str,
     exemplars: Option<RingBuf<MapData>>,
@@ -174,6 +177,7 @@ impl Probe {
             .map_err(|source| ProbeError::Map { name: MAP_EXEC_EVENTS, source })?;
         Ok(Probe {
             ebpf,
+            binary_linger: std::time::Duration::ZERO,
             sched_program: PROG_CASGSTATUS,
             exemplars: Some(exemplars),
             exec_events: Some(exec_events),
@@ -211,6 +215,7 @@ impl Probe {
         }
         let result = self.add_pid(proc.pid);
         let binary = self.binaries.get_mut(&key).expect("inserted above");
+        binary.idle_since = None;
         match result {
             Ok(()) => {
                 binary.pids.insert(proc.pid);
@@ -290,6 +295,7 @@ impl Probe {
             sched_hook: plan.sched_hook.clone(),
             sched_links: Vec::new(),
             sched_program: PROG_CASGSTATUS,
+            idle_since: None,
             attach_path: attach_path.to_path_buf(),
             pids: HashSet::new(),
         };
@@ -481,8 +487,33 @@ impl Probe {
                 b.pids.is_empty()
             });
             if empty == Some(true) {
-                self.detach_binary(key);
+                if self.binary_linger.is_zero() {
+                    self.detach_binary(key);
+                } else if let Some(b) = self.binaries.get_mut(&key) {
+                    b.idle_since = Some(std::time::Instant::now());
+                }
             }
+        }
+    }
+
+    /// Keep a binary's uprobes this long after its last watched process exits, so that a
+    /// binary started over and over (cron jobs, CLI tools, restarts) is not re-read and
+    /// re-attached each time. Zero: detach at once.
+    pub fn set_binary_linger(&mut self, d: std::time::Duration) {
+        self.binary_linger = d;
+    }
+
+    /// Detaches binaries that have had no watched process for longer than the linger time.
+    pub fn detach_idle_binaries(&mut self) {
+        let linger = self.binary_linger;
+        let idle: Vec<(u64, u64)> = self
+            .binaries
+            .iter()
+            .filter(|(_, b)| b.pids.is_empty() && b.idle_since.is_some_and(|t| t.elapsed() >= linger))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in idle {
+            self.detach_binary(key);
         }
     }
 
@@ -620,11 +651,12 @@ pub fn monotonic_ns() -> u64 {
 }
 
 /// Pids (tgids) in an exec ring buffer batch.
-pub fn drain_execs(rb: &mut RingBuf<MapData>) -> Vec<u32> {
+pub fn drain_execs(rb: &mut RingBuf<MapData>) -> Vec<probe_common::ExecEvent> {
     let mut out = Vec::new();
     while let Some(item) = rb.next() {
-        if item.len() >= 4 {
-            out.push(u32::from_ne_bytes([item[0], item[1], item[2], item[3]]));
+        if item.len() >= std::mem::size_of::<probe_common::ExecEvent>() {
+            // SAFETY: the kernel wrote an ExecEvent (repr(C) integers); unaligned read.
+            out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<probe_common::ExecEvent>()) });
         }
     }
     out

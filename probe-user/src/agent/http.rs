@@ -22,11 +22,44 @@ struct AppState {
     registry: Arc<Registry>,
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
+/// OpenMetrics text to the Prometheus text format 0.0.4: counter families are named with
+/// their `_total` suffix, and the `# UNIT` and `# EOF` lines go. Scrapers that do not ask for
+/// OpenMetrics (and tools like `promtool check metrics`) get this.
+fn to_prometheus_text(om: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in om.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(name) = rest.strip_suffix(" counter") {
+                counters.insert(name.to_owned());
+            }
+        }
+    }
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let fixed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(fixed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &s.registry) {
-        Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n").into_response(),
+    if prometheus_client::encoding::text::encode(&mut body, &s.registry).is_err() {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n").into_response();
+    }
+    let openmetrics = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/openmetrics-text"));
+    if openmetrics {
+        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], to_prometheus_text(&body)).into_response()
     }
 }
 
@@ -65,5 +98,16 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Mutex<Shared>>
         .with_state(state);
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await {
         log::error!("HTTP server: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_get_their_total_names() {
+        let om = "# HELP a_x Help.\n# TYPE a_x counter\na_x_total 3\n# HELP g G.\n# TYPE g gauge\ng 1\n# EOF\n";
+        assert_eq!(to_prometheus_text(om), "# HELP a_x_total Help.\n# TYPE a_x_total counter\na_x_total 3\n# HELP g G.\n# TYPE g gauge\ng 1\n");
     }
 }

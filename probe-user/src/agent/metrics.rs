@@ -105,6 +105,10 @@ impl Collector for AgentCollector {
         };
         gauge(&mut enc, "golat_processes_watched", "Go processes watched now.", sh.procs.len() as f64)?;
         counter(&mut enc, "golat_processes_discovered", "Go processes seen (watched or skipped).", me.discovered_total)?;
+        counter(&mut enc, "golat_processes_attached", "Go processes golat started watching.", me.attached_total)?;
+        gauge(&mut enc, "golat_attach_latency_max_seconds", "Longest time from a process's exec to golat watching it.", me.attach_latency_max_ns as f64 / 1e9)?;
+        let mean = if me.attach_latency_count > 0 { me.attach_latency_sum_ns as f64 / me.attach_latency_count as f64 / 1e9 } else { 0.0 };
+        gauge(&mut enc, "golat_attach_latency_mean_seconds", "Mean time from a process's exec to golat watching it.", mean)?;
         counter(&mut enc, "golat_exec_events", "Exec events received from the kernel.", me.exec_events_total)?;
         gauge(&mut enc, "golat_attached_binaries", "Go binaries with uprobes attached.", me.binaries as f64)?;
         gauge(&mut enc, "golat_uprobe_links", "Uprobe links held.", me.uprobe_links as f64)?;

@@ -62,6 +62,11 @@ pub struct ProcEntry {
 #[derive(Debug, Clone, Default)]
 pub struct SelfStats {
     pub discovered_total: u64,
+    pub attached_total: u64,
+    /// From exec to watching, for processes found through exec events.
+    pub attach_latency_max_ns: u64,
+    pub attach_latency_sum_ns: u64,
+    pub attach_latency_count: u64,
     pub exec_events_total: u64,
     pub attach_failures: BTreeMap<String, u64>,
     pub skipped: BTreeMap<String, u64>,
@@ -79,6 +84,10 @@ pub struct Shared {
     pub procs: BTreeMap<u32, ProcEntry>,
     pub me: SelfStats,
 }
+
+/// How long a binary stays attached after its last process exits (see
+/// `Probe::set_binary_linger`).
+const BINARY_LINGER: Duration = Duration::from_secs(10);
 
 struct Agent {
     cfg: Config,
@@ -116,12 +125,13 @@ impl Agent {
         *self.stats.skipped.entry(reason.to_owned()).or_default() += 1;
     }
 
-    /// Looks at one process and watches it if it is a Go program the filters allow.
-    fn consider(&mut self, pid: u32) {
+    /// Looks at one process and watches it if it is a Go program the filters allow. True
+    /// when it started watching it.
+    fn consider(&mut self, pid: u32) -> bool {
         if pid == std::process::id() || self.watched.contains_key(&pid) {
-            return;
+            return false;
         }
-        let Ok(proc) = target::Process::open(pid) else { return };
+        let Ok(proc) = target::Process::open(pid) else { return false };
         let go_version = match self.binaries.get(&proc.binary_key) {
             Some(v) => v.clone(),
             None => {
@@ -130,33 +140,36 @@ impl Agent {
                 v
             }
         };
-        let Some(go_version) = go_version else { return };
+        let Some(go_version) = go_version else { return false };
         self.stats.discovered_total += 1;
         let (cgroup, container_id) = select::cgroup_of(pid);
         if let Some(reason) = self.cfg.filters.reject(&proc.comm, &proc.exe_path, &cgroup).or_else(|| self.cfg.filters.reject_go_version(&go_version)) {
             self.skip(reason);
-            return;
+            return false;
         }
         if self.watched.len() >= self.cfg.max_processes {
             log::warn!("pid {pid} ({}): not watched, limit of {} processes reached", proc.comm, self.cfg.max_processes);
             self.skip("limit");
-            return;
+            return false;
         }
         let path = proc.exe_link.clone();
         match self.probe.watch(&proc, &path) {
             Ok(info) => {
-                let Ok(first) = self.probe.snapshot(pid) else { return };
+                let Ok(first) = self.probe.snapshot(pid) else { return false };
                 let labels = Labels { pid, comm: proc.comm.clone(), exe: proc.exe_path.clone(), go_version, cgroup, container_id };
                 let mut w = Watched::new(proc, info, first);
                 if self.cfg.goroutine_source.runtime() {
                     open_runtime_hist(&mut w);
                 }
                 log::info!("watching pid {pid} ({}, {})", labels.comm, labels.go_version);
+                self.stats.attached_total += 1;
                 self.watched.insert(pid, (w, labels));
+                true
             }
             Err(e) => {
                 log::warn!("{e}");
                 *self.stats.attach_failures.entry(e.reason().to_owned()).or_default() += 1;
+                false
             }
         }
     }
@@ -249,6 +262,7 @@ impl Agent {
             };
             entries.insert(*pid, ProcEntry { labels: labels.clone(), summary: w.summary(source, self.sampled), metrics });
         }
+        self.probe.detach_idle_binaries();
         for pid in gone {
             self.probe.unwatch(pid);
             if let Some((_, l)) = self.watched.remove(&pid) {
@@ -308,6 +322,7 @@ pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<i32> 
         on_since = Some(Instant::now());
         next_toggle = Instant::now() + if cfg.precise_duty.always() { far } else { cfg.precise_duty.on };
     }
+    probe.set_binary_linger(BINARY_LINGER);
     let mut agent = Agent { cfg: cfg.clone(), probe, watched: HashMap::new(), binaries: HashMap::new(), stats: SelfStats::default(), stream, sampled: Duration::ZERO };
     agent.scan();
     let mut ticker = tokio::time::interval(cfg.interval);
@@ -323,12 +338,17 @@ pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<i32> 
             _ = cancel.cancelled() => break,
             guard = exec_fd.readable_mut() => {
                 let Ok(mut guard) = guard else { break };
-                let pids = probe::drain_execs(guard.get_inner_mut());
+                let events = probe::drain_execs(guard.get_inner_mut());
                 guard.clear_ready();
-                agent.stats.exec_events_total += pids.len() as u64;
-                for pid in pids {
+                agent.stats.exec_events_total += events.len() as u64;
+                for ev in events {
                     // A short-lived process may be gone already: nothing to do then.
-                    agent.consider(pid);
+                    if agent.consider(ev.tgid) {
+                        let ns = probe::monotonic_ns().saturating_sub(ev.time_ns);
+                        agent.stats.attach_latency_max_ns = agent.stats.attach_latency_max_ns.max(ns);
+                        agent.stats.attach_latency_sum_ns += ns;
+                        agent.stats.attach_latency_count += 1;
+                    }
                 }
             }
             _ = rescan.tick() => agent.scan(),
@@ -353,9 +373,11 @@ pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<i32> 
     agent.probe.set_precise(false);
     agent.tick(window_start.elapsed(), sampled_window, &shared);
     let pids: Vec<u32> = agent.watched.keys().copied().collect();
+    agent.probe.set_binary_linger(Duration::ZERO);
     for pid in pids {
         agent.probe.unwatch(pid);
     }
+    agent.probe.detach_idle_binaries();
     cancel.cancel();
     let _ = server.await;
     Ok(0)
