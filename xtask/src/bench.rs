@@ -14,9 +14,13 @@ use crate::util::workspace_root;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// What to measure (only `overhead` so far).
+    /// What to measure: `overhead` (what golat costs a Go program) or `agent` (the agent's own
+    /// CPU and memory while watching 1, 10 and 50 idle Go processes).
     #[arg(default_value = "overhead")]
     pub what: String,
+    /// For `agent`: how long to measure each case.
+    #[arg(long, default_value_t = 30)]
+    pub window_secs: u64,
     /// Runs per mode (interleaved).
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
@@ -57,8 +61,10 @@ fn set_bpf_stats(on: bool) -> Option<String> {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    if args.what != "overhead" {
-        bail!("unknown benchmark {:?} (available: overhead)", args.what);
+    match args.what.as_str() {
+        "overhead" => {}
+        "agent" => return agent(args),
+        other => bail!("unknown benchmark {other:?} (available: overhead, agent)"),
     }
     crate::setup::run(&crate::setup::SetupArgs::default())?;
     let golat = crate::build::golat()?;
@@ -128,6 +134,70 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 println!("{:<32} {:<22} {:>12} {:>10}", mode.name, name, runs, ns / runs);
             }
         }
+    }
+    Ok(())
+}
+
+/// utime+stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let tck = 100.0; // USER_HZ on Linux
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let f: Vec<String> = s.rsplit_once(')')?.1.split_whitespace().map(str::to_owned).collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / tck)
+        })
+        .unwrap_or(0.0)
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()))
+        .unwrap_or(0)
+        * 1024
+}
+
+/// The agent's CPU (share of one core) and RSS while it watches N idle Go processes, with its
+/// default configuration (10 s interval, runtime goroutine source).
+fn agent(args: &BenchArgs) -> anyhow::Result<()> {
+    crate::setup::run(&crate::setup::SetupArgs::default())?;
+    let golat = crate::build::golat()?;
+    let go = go_build::installed_go().pop().context("no Go toolchain (run `cargo xtask setup`)")?;
+    let arch = GoArch::host().context("unsupported host")?;
+    let idle = go_build::build(&workspace_root().join("tests/workloads/gcstw"), &go, Variant::Default, arch)?;
+    let mut rows = Vec::new();
+    for n in [1usize, 10, 50] {
+        let mut procs: Vec<std::process::Child> = (0..n)
+            .map(|_| Command::new(&idle).arg("-wait-signal").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn())
+            .collect::<Result<_, _>>()
+            .context("starting idle Go processes")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut agent = Command::new(&golat)
+            .args(["agent", "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting the agent")?;
+        std::thread::sleep(std::time::Duration::from_secs(12));
+        let (c0, t0) = (cpu_seconds(agent.id()), std::time::Instant::now());
+        std::thread::sleep(std::time::Duration::from_secs(args.window_secs));
+        let (c1, t1) = (cpu_seconds(agent.id()), std::time::Instant::now());
+        let rss = rss_bytes(agent.id());
+        let _ = agent.kill();
+        let _ = agent.wait();
+        for p in procs.iter_mut() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        let share = (c1 - c0) / (t1 - t0).as_secs_f64();
+        eprintln!("xtask: agent watching {n} idle Go processes: {:.3}% of a core, RSS {:.1} MB", share * 100.0, rss as f64 / 1e6);
+        rows.push((n, share, rss));
+    }
+    println!();
+    println!("agent cost with its default configuration (interval 10s, runtime goroutine source), {} s windows", args.window_secs);
+    println!("{:>18} {:>16} {:>10}", "idle Go processes", "CPU (% of core)", "RSS (MB)");
+    for (n, share, rss) in rows {
+        println!("{n:>18} {:>16.3} {:>10.1}", share * 100.0, rss as f64 / 1e6);
     }
     Ok(())
 }

@@ -25,6 +25,8 @@ const APT_PACKAGES: &[&str] = &[
     "golang-1.23-go",
     "gcc-aarch64-linux-gnu",
     "libc6-dev-arm64-cross",
+    // promtool, to check the agent's /metrics in the tests.
+    "prometheus",
 ];
 /// Rust targets the stable toolchain needs besides the host's: the arm64 cross-build.
 pub const RUST_TARGETS: &[&str] = &["aarch64-unknown-linux-gnu"];
@@ -81,7 +83,12 @@ fn apt_packages(check: bool) -> anyhow::Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing))
-    .with_context(|| format!("apt-get install {} failed", missing.join(" ")))
+    .with_context(|| format!("apt-get install {} failed", missing.join(" ")))?;
+    if missing.contains(&"prometheus") {
+        // Only promtool is wanted; the package also starts a Prometheus server.
+        let _ = Command::new("systemctl").args(["disable", "--now", "prometheus"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
+    }
+    Ok(())
 }
 
 fn rust_toolchains(check: bool) -> anyhow::Result<()> {
