@@ -14,7 +14,7 @@ fn record(go: &integration_tests::go_build::GoToolchain, spinners: u32) -> (Valu
     let out = run_ok(
         golat()
             .env("GOMAXPROCS", "1")
-            .args(["record", "--json", "--goroutine-source", "both", "--precise-duty", "always", "--"])
+            .args(["record", "--json", "--interval", "100ms", "--goroutine-source", "both", "--precise-duty", "always", "--"])
             .arg(&bin)
             .args(["-spinners", &spinners.to_string(), "-spawn", &SPAWN.to_string(), "-duration", "2s"]),
     );
@@ -86,7 +86,10 @@ fn goroutine_latency_matches_runtime_and_workload() {
             let view = &busy["runtime"];
             let rt50 = bw["rt_sched_p50_ns"].as_f64().expect("rt p50");
             let g50 = num(view, "p50_ns") as f64;
-            assert!(g50 <= rt50 && g50 >= rt50 / 2.0, "{label}: runtime-source p50 {g50} vs runtime <= {rt50}");
+            // Same histogram, but the workload's window is its own run while golat's ends at
+            // its last read (100 ms before exit at most); with waits clustered at 10/20/30/40 ms
+            // a few samples can move the median one cluster, hence `agrees`.
+            assert!(agrees(g50 as u64, rt50), "{label}: runtime-source p50 {g50} vs runtime <= {rt50}");
             assert!(num(view, "count") > 0 && num(view, "count") <= num(&bw, "rt_sched_count") + 16, "{label}: {view}");
             assert!(num(view, "p99_ns") > 1_000_000, "{label}: {view}");
             let iv = &idle["runtime"];
