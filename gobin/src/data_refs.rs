@@ -181,3 +181,29 @@ mod tests {
         assert_eq!(bl(0, 0x1400_0033), None, "B, not BL");
     }
 }
+
+impl GoBinary {
+    /// Addresses of globals that `f` reads with a RIP-relative load (`MOV`/`MOVSXD`/`MOVZX`
+    /// from `[rip + disp]`, not `LEA`), in code order. amd64 only (empty elsewhere).
+    /// `runtime.GOMAXPROCS` reads `runtime.gomaxprocs` first this way (debug.go: `ret :=
+    /// int(gomaxprocs)`), which is how golat finds it in stripped binaries.
+    pub fn rip_loads(&self, f: &Function) -> Result<Vec<u64>> {
+        if self.arch() != Arch::Amd64 {
+            return Ok(Vec::new());
+        }
+        Ok(decode(f.address, self.code(f)?)
+            .iter()
+            .filter(|i| {
+                matches!(i.mnemonic(), Mnemonic::Mov | Mnemonic::Movsxd | Mnemonic::Movzx)
+                    && i.is_ip_rel_memory_operand()
+                    && i.op0_kind() == OpKind::Register
+            })
+            .map(Instruction::ip_rel_memory_address)
+            .collect())
+    }
+
+    /// Address of a symbol in `.symtab` (functions and data), when the binary has one.
+    pub fn symbol_address(&self, name: &str) -> Option<u64> {
+        self.symtab().get(name).map(|s| s.address)
+    }
+}

@@ -10,6 +10,7 @@ mod probe;
 mod report;
 mod runtime_source;
 mod shutdown;
+mod signals;
 mod stats;
 mod system;
 mod target;

@@ -83,6 +83,8 @@ impl AttachError {
 #[derive(Debug, Clone)]
 pub struct BinaryInfo {
     pub go_version: String,
+    /// Go 1.x minor version.
+    pub go_minor: u32,
     pub stripped: bool,
     pub pie: bool,
     /// Pause start/end come from the runtime's own `nanotime()` values (false: from the
@@ -286,6 +288,7 @@ impl Probe {
         let binary = Binary {
             id,
             info: BinaryInfo {
+                go_minor: bin.build_info().go_version.minor,
                 go_version: plan.go_version,
                 stripped: bin.is_stripped(),
                 pie: bin.is_pie(),

@@ -164,6 +164,9 @@ pub struct ProcessRecord {
     /// The process exited during the capture.
     pub exited: bool,
     pub probe: ProbeHealth,
+    /// GOMAXPROCS signal for this window (`summary`: the last window's); see docs/signals.md.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<crate::signals::Signal>,
 }
 
 /// Something that could not be watched, and why (one per failed target).
@@ -238,6 +241,18 @@ pub fn human(out: &mut impl Write, records: &[ProcessRecord], failures: &[Attach
         )?;
         for e in g.top_exemplars.iter().take(5) {
             writeln!(out, "    slow goroutine {:>8} waited {:>10} (CPU wait {}) ran on tid {} cpu {}", e.goid, fmt_ns(e.wait_ns), fmt_ns(e.cpu_wait_ns), e.tid, e.cpu)?;
+        }
+        if let Some(sig) = &r.signal {
+            writeln!(
+                out,
+                "  GOMAXPROCS {} -> {:?} ({:?}, rule {}, confidence {:.2}): {}",
+                sig.current.map(|c| c.to_string()).unwrap_or_else(|| "?".into()),
+                sig.recommended,
+                sig.action,
+                sig.rule,
+                sig.confidence,
+                sig.reason
+            )?;
         }
         if r.probe.stw_unpaired > 0 {
             writeln!(out, "  note: {} start-the-world events without a matching stop", r.probe.stw_unpaired)?;

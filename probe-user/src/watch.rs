@@ -50,6 +50,12 @@ impl GoroutineSource {
 /// One watched process and its cumulative numbers so far.
 pub struct Watched {
     pub proc: target::Process,
+    /// GOMAXPROCS signals: the policy's memory, the runtime's GOMAXPROCS reader, the process's
+    /// CPU time at the last window, and the last signal.
+    pub signal_state: crate::signals::policy::State,
+    pub gomaxprocs: Option<crate::signals::inputs::GomaxprocsReader>,
+    pub cpu_time_last: Option<u64>,
+    pub last_signal: Option<crate::signals::Signal>,
     /// Longest exemplars of the whole capture, and those of the current window.
     pub top: Vec<probe_common::Exemplar>,
     pub window_top: Vec<probe_common::Exemplar>,
@@ -84,9 +90,20 @@ pub fn open_runtime_hist(w: &mut Watched) {
     if target::binary_key(&exe).ok() != Some(w.proc.binary_key) {
         return;
     }
-    let result = gobin::GoBinary::open(&exe)
-        .map_err(|e| e.to_string())
-        .and_then(|bin| RuntimeHistogram::open(pid, &bin, w.proc.binary_key.1));
+    let bin = match gobin::GoBinary::open(&exe) {
+        Ok(b) => b,
+        Err(e) => {
+            w.rt_error = Some(e.to_string());
+            return;
+        }
+    };
+    if w.gomaxprocs.is_none() {
+        match crate::signals::inputs::GomaxprocsReader::open(pid, &bin, w.proc.binary_key.1) {
+            Ok(r) => w.gomaxprocs = Some(r),
+            Err(e) => log::debug!("pid {pid}: GOMAXPROCS unknown: {e}"),
+        }
+    }
+    let result = RuntimeHistogram::open(pid, &bin, w.proc.binary_key.1);
     match result {
         Ok(r) => {
             if w.started_by_us {
@@ -179,6 +196,7 @@ pub fn build_record(w: &Watched, win: &Window) -> ProcessRecord {
             stw_unpaired: to.counters.stw_unpaired.saturating_sub(from.counters.stw_unpaired),
             pause_clock: if w.info.exact_pause_clock { "runtime" } else { "probe" },
         },
+        signal: w.last_signal.clone(),
     }
 }
 
@@ -187,6 +205,10 @@ impl Watched {
     pub fn new(proc: target::Process, info: BinaryInfo, first: ProcSnapshot) -> Watched {
         let throttled = crate::cgroup::throttled_ns(proc.pid);
         Watched {
+            signal_state: Default::default(),
+            gomaxprocs: None,
+            cpu_time_last: crate::signals::inputs::cpu_time_ns(proc.pid),
+            last_signal: None,
             runtime_hist: None,
             rt_first: None,
             rt_last: None,
@@ -221,5 +243,40 @@ impl Watched {
             rt: self.rt_first.zip(self.rt_last),
         };
         build_record(self, &win)
+    }
+}
+
+impl Watched {
+    /// The GOMAXPROCS signal for the window `rec` describes; also kept as `last_signal`.
+    pub fn window_signal(&mut self, rec: &ProcessRecord, window: Duration, policy: crate::signals::policy::Policy) -> crate::signals::Signal {
+        use crate::signals::{WindowInputs, inputs};
+        let pid = self.proc.pid;
+        let cpu_now = inputs::cpu_time_ns(pid);
+        let usage = match (cpu_now, self.cpu_time_last) {
+            (Some(a), Some(b)) => a.saturating_sub(b) as f64 / window.as_nanos().max(1) as f64,
+            _ => 0.0,
+        };
+        if cpu_now.is_some() {
+            self.cpu_time_last = cpu_now;
+        }
+        let g = &rec.goroutine_sched;
+        let has = |n: u64| (n > 0).then_some(());
+        let i = WindowInputs {
+            gomaxprocs: self.gomaxprocs.as_ref().and_then(|r| r.read().ok()),
+            go_minor: self.info.go_minor,
+            cpus_allowed: inputs::cpus_allowed(pid).unwrap_or_else(inputs::cpus_online),
+            cpus_online: inputs::cpus_online(),
+            quota_cpus: inputs::quota_cpus(pid),
+            throttled_fraction: g.split.throttled_ns.map(|t| t as f64 / window.as_nanos().max(1) as f64),
+            cpu_usage_cores: usage,
+            goroutine_p99_ns: has(g.count).map(|_| g.p99_ns),
+            cpu_wait_fraction: g.split.cpu_wait_fraction,
+            os_runq_p99_ns: has(rec.os_runq.count).map(|_| rec.os_runq.p99_ns),
+            stw_p95_ns: has(rec.stw.count).map(|_| rec.stw.p95_ns),
+            gc_cycles_per_second: rec.gc.cycles_per_second,
+        };
+        let sig = self.signal_state.update(policy, &crate::signals::policy::Thresholds::default(), &i);
+        self.last_signal = Some(sig.clone());
+        sig
     }
 }

@@ -44,6 +44,9 @@ pub struct RecordArgs {
     /// 10 s) or `always`. The probe costs a trap per goroutine state change while on.
     #[arg(long, default_value = "1s/5s", value_parser = parse_duty)]
     pub precise_duty: Duty,
+    /// GOMAXPROCS policy for the `signal` of each window (docs/signals.md).
+    #[arg(long, value_enum, default_value_t = crate::signals::policy::Policy::Default)]
+    pub policy: crate::signals::policy::Policy,
     /// Goroutine waits at least this long are reported individually (exemplars).
     #[arg(long, default_value = "1ms", value_parser = parse_duration)]
     pub exemplar_threshold: Duration,
@@ -341,7 +344,7 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
             }
             match probe.snapshot(w.proc.pid) {
                 Ok(s) => {
-                    if args.json && !finish {
+                    if !finish {
                         let win = Window {
                             from: &w.last,
                             to: &s,
@@ -352,8 +355,12 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
                             throttled_ns: throttled.zip(w.throttled_last).map(|(a, b)| a.saturating_sub(b)),
                             rt: rt_prev.or(w.rt_first).zip(rt_now),
                         };
-                        let rec = build_record(w, &win);
-                        report::json_line(&mut stdout, "interval", &rec)?;
+                        let mut rec = build_record(w, &win);
+                        // An exited process keeps the signal of its last full window.
+                        rec.signal = if gone { w.last_signal.clone() } else { Some(w.window_signal(&rec, window, args.policy)) };
+                        if args.json {
+                            report::json_line(&mut stdout, "interval", &rec)?;
+                        }
                     }
                     w.last = s;
                     w.window_top.clear();
