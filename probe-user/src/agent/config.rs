@@ -28,6 +28,7 @@ pub struct FileConfig {
     pub include_go_version: Option<Vec<String>>,
     pub max_processes: Option<usize>,
     pub stream: Option<String>,
+    pub policy: Option<String>,
 }
 
 /// Run the node agent: watch every Go process, serve Prometheus metrics and a JSON API.
@@ -78,9 +79,12 @@ pub struct AgentArgs {
     /// At most this many processes are watched; others are skipped with reason `limit`. Default 256.
     #[arg(long)]
     pub max_processes: Option<usize>,
-    /// Also write interval records as JSON lines to this file (`-` for stdout).
+    /// Also write interval and signal records as JSON lines to this file (`-` for stdout).
     #[arg(long)]
     pub stream: Option<String>,
+    /// GOMAXPROCS policy: default or seed (docs/signals.md).
+    #[arg(long)]
+    pub policy: Option<String>,
 }
 
 /// The resolved configuration.
@@ -95,6 +99,7 @@ pub struct Config {
     pub filters: super::select::Filters,
     pub max_processes: usize,
     pub stream: Option<String>,
+    pub policy: crate::signals::policy::Policy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +158,11 @@ impl Config {
         if max_processes == 0 || max_processes > 4096 {
             return Err(invalid("max-processes")(format!("{max_processes} (1 to 4096)")));
         }
+        let policy = pick(args.policy, file.policy).unwrap_or_else(|| "default".into());
+        let policy = <crate::signals::policy::Policy as clap::ValueEnum>::from_str(&policy, true)
+            .map_err(|_| invalid("policy")(format!("{policy:?} (use default or seed)")))?;
         Ok(Config {
+            policy,
             listen,
             interval,
             rescan_interval,

@@ -84,6 +84,30 @@ async fn process(State(s): State<AppState>, Path(pid): Path<String>) -> Response
     }
 }
 
+async fn signals(State(s): State<AppState>) -> Response {
+    let sh = s.shared.lock().expect("agent state lock");
+    let list: Vec<_> = sh
+        .procs
+        .values()
+        .filter_map(|e| e.summary.signal.as_ref().map(|sig| json!({ "pid": e.labels.pid, "comm": e.labels.comm, "signal": sig })))
+        .collect();
+    Json(json!(list)).into_response()
+}
+
+async fn signal(State(s): State<AppState>, Path(pid): Path<String>) -> Response {
+    let Ok(pid) = pid.parse::<u32>() else {
+        return error(StatusCode::BAD_REQUEST, format!("not a pid: {pid:?}"));
+    };
+    let sh = s.shared.lock().expect("agent state lock");
+    match sh.procs.get(&pid) {
+        Some(e) => match &e.summary.signal {
+            Some(sig) => Json(json!({ "pid": pid, "comm": e.labels.comm, "signal": sig })).into_response(),
+            None => error(StatusCode::NOT_FOUND, format!("no signal for pid {pid} yet (one interval)")),
+        },
+        None => error(StatusCode::NOT_FOUND, format!("pid {pid} is not watched")),
+    }
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -94,6 +118,8 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Mutex<Shared>>
         .route("/metrics", get(metrics))
         .route("/v1/processes", get(processes))
         .route("/v1/processes/{pid}", get(process))
+        .route("/v1/signals", get(signals))
+        .route("/v1/signals/{pid}", get(signal))
         .route("/healthz", get(healthz))
         .with_state(state);
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await {

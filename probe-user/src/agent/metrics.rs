@@ -91,6 +91,17 @@ impl Collector for AgentCollector {
         for e in sh.procs.values() {
             ConstCounter::new(e.metrics.gc_cycles).encode(fam.encode_family(&labels(&e.labels))?)?;
         }
+        for (name, help, pick) in [
+            ("golat_gomaxprocs_current", "GOMAXPROCS of the process, read from the runtime.", (|s: &crate::signals::Signal| s.current) as fn(&crate::signals::Signal) -> Option<u32>),
+            ("golat_gomaxprocs_recommended", "GOMAXPROCS golat's policy recommends (see /v1/signals for the action, rule and confidence).", |s| s.recommended),
+        ] {
+            let mut fam = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for e in sh.procs.values() {
+                if let Some(v) = e.summary.signal.as_ref().and_then(pick) {
+                    ConstGauge::new(i64::from(v)).encode(fam.encode_family(&labels(&e.labels))?)?;
+                }
+            }
+        }
         let mut fam = enc.encode_descriptor("golat_threads", "OS threads of the process.", None, MetricType::Gauge)?;
         for e in sh.procs.values() {
             ConstGauge::new(e.metrics.threads as i64).encode(fam.encode_family(&labels(&e.labels))?)?;

@@ -222,7 +222,7 @@ impl Agent {
             }
             let throttled = if exited { w.throttled_last } else { crate::cgroup::throttled_ns(*pid) };
             if let Ok(s) = self.probe.snapshot(*pid) {
-                if let Some(out) = self.stream.as_mut() {
+                {
                     let win = Window {
                         from: &w.last,
                         to: &s,
@@ -233,8 +233,20 @@ impl Agent {
                         throttled_ns: throttled.zip(w.throttled_last).map(|(a, b)| a.saturating_sub(b)),
                         rt: rt_prev.or(w.rt_first).zip(rt_now),
                     };
-                    if let Err(e) = report::json_line(out, "interval", &build_record(w, &win)) {
-                        log::warn!("stream: {e}");
+                    let mut rec = build_record(w, &win);
+                    if !exited {
+                        rec.signal = Some(w.window_signal(&rec, window, self.cfg.policy));
+                    }
+                    if let Some(out) = self.stream.as_mut() {
+                        if let Err(e) = report::json_line(out, "interval", &rec) {
+                            log::warn!("stream: {e}");
+                        }
+                        if let Some(sig) = &rec.signal {
+                            let line = serde_json::json!({ "pid": pid, "comm": labels.comm, "signal": sig });
+                            if let Err(e) = report::json_line(out, "signal", &line) {
+                                log::warn!("stream: {e}");
+                            }
+                        }
                     }
                 }
                 w.last = s;

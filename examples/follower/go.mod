@@ -1,0 +1,3 @@
+module golat.example/follower
+
+go 1.17
