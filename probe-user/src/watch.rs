@@ -280,3 +280,27 @@ impl Watched {
         sig
     }
 }
+
+impl Watched {
+    /// Runtime source: reads the runtime's histogram now (opening the reader on first use),
+    /// keeps the first and last reads, and returns (previous read, this read).
+    pub fn read_runtime(&mut self, enabled: bool) -> (Option<Hist>, Option<Hist>) {
+        let now = if enabled {
+            if self.runtime_hist.is_none() {
+                open_runtime_hist(self);
+            }
+            let pid = self.proc.pid;
+            self.runtime_hist.as_ref().and_then(|r| r.read().inspect_err(|e| log::debug!("pid {pid}: {e}")).ok())
+        } else {
+            None
+        };
+        if self.rt_first.is_none() {
+            self.rt_first = now;
+        }
+        let prev = self.rt_last;
+        if now.is_some() {
+            self.rt_last = now;
+        }
+        (prev, now)
+    }
+}

@@ -205,21 +205,7 @@ impl Agent {
             if let Some(t) = target::threads(*pid).filter(|_| !exited) {
                 w.threads = t;
             }
-            let rt_now = if source.runtime() && !exited {
-                if w.runtime_hist.is_none() {
-                    open_runtime_hist(w);
-                }
-                w.runtime_hist.as_ref().and_then(|r| r.read().ok())
-            } else {
-                None
-            };
-            if w.rt_first.is_none() {
-                w.rt_first = rt_now;
-            }
-            let rt_prev = w.rt_last;
-            if rt_now.is_some() {
-                w.rt_last = rt_now;
-            }
+            let (rt_prev, rt_now) = w.read_runtime(source.runtime() && !exited);
             let throttled = if exited { w.throttled_last } else { crate::cgroup::throttled_ns(*pid) };
             if let Ok(s) = self.probe.snapshot(*pid) {
                 {

@@ -327,21 +327,7 @@ pub async fn run(args: RecordArgs, cancel: tokio_util::sync::CancellationToken) 
             }
             // The kernel entries outlive the process until unwatch, so a final read is complete.
             let throttled = if gone { w.throttled_last } else { crate::cgroup::throttled_ns(w.proc.pid) };
-            let rt_now = if args.goroutine_source.runtime() && !gone {
-                if w.runtime_hist.is_none() {
-                    open_runtime_hist(w);
-                }
-                w.runtime_hist.as_ref().and_then(|r| r.read().inspect_err(|e| log::debug!("pid {}: {e}", w.proc.pid)).ok())
-            } else {
-                None
-            };
-            if w.rt_first.is_none() {
-                w.rt_first = rt_now;
-            }
-            let rt_prev = w.rt_last;
-            if rt_now.is_some() {
-                w.rt_last = rt_now;
-            }
+            let (rt_prev, rt_now) = w.read_runtime(args.goroutine_source.runtime() && !gone);
             match probe.snapshot(w.proc.pid) {
                 Ok(s) => {
                     if !finish {
