@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: everything a fresh machine needs, in the project's own code.
 
+mod arm64_vm;
 mod bench;
 mod build;
 mod run;

@@ -67,6 +67,16 @@ fn apt_packages(check: bool) -> anyhow::Result<()> {
     if check {
         bail!("missing Debian packages: {} (run `cargo xtask setup`)", missing.join(" "));
     }
+    apt_install(&missing, None)
+}
+
+/// Installs Debian packages (no recommends), from `release` (e.g. `bookworm-backports`) when
+/// given; makes sure bookworm-backports is an apt source first (LLVM 22 and QEMU come from it).
+pub fn apt_install(packages: &[&str], release: Option<&str>) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !dpkg_installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
     let has_backports = fs::read_dir("/etc/apt/sources.list.d")
         .map(|d| {
             d.flatten().any(|e| fs::read_to_string(e.path()).is_ok_and(|s| s.contains("bookworm-backports") && !s.trim_start().starts_with('#')))
@@ -79,11 +89,12 @@ fn apt_packages(check: bool) -> anyhow::Result<()> {
     }
     run_cmd(Command::new("apt-get").args(["update", "-q"]))
         .context("apt-get update failed (run as root with access to Debian's mirrors)")?;
-    run_cmd(Command::new("apt-get")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing))
-    .with_context(|| format!("apt-get install {} failed", missing.join(" ")))?;
+    let mut install = Command::new("apt-get");
+    install.env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-q", "--no-install-recommends"]);
+    if let Some(release) = release {
+        install.args(["-t", release]);
+    }
+    run_cmd(install.args(&missing)).with_context(|| format!("apt-get install {} failed", missing.join(" ")))?;
     if missing.contains(&"prometheus") {
         // Only promtool is wanted; the package also starts a Prometheus server.
         let _ = Command::new("systemctl").args(["disable", "--now", "prometheus"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();

@@ -12,6 +12,14 @@ use crate::util::{cargo, workspace_root};
 
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
+    /// Only the arm64 machine test (also the last step of a full run): boot an emulated arm64 machine (qemu-system-aarch64, TCG)
+    /// with Debian's arm64 kernel and check the arm64 golat's GC numbers there against the Go
+    /// runtime's own (see docs/architectures.md).
+    #[arg(long)]
+    pub arm64_vm: bool,
+    /// Debian suite of the arm64 VM's kernel (`bookworm-backports`: 6.12; `bookworm`: 6.1).
+    #[arg(long, default_value = crate::arm64_vm::DEFAULT_SUITE, value_name = "SUITE")]
+    pub arm64_vm_suite: String,
     /// Extra arguments for the test binaries (e.g. a test name filter).
     #[arg(last = true)]
     pub test_args: Vec<String>,
@@ -55,6 +63,9 @@ fn cargo_test(cmd: &mut Command, totals: &mut Totals) -> anyhow::Result<()> {
 
 pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     crate::setup::run(&crate::setup::SetupArgs::default())?;
+    if args.arm64_vm {
+        return crate::arm64_vm::run(&args.arm64_vm_suite);
+    }
     let golat = crate::build::golat()?;
     let root = workspace_root();
     let mut totals = Totals::default();
@@ -88,7 +99,22 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         }
         result.context("arm64 cross-build")
     });
+    // The arm64 golat on a real arm64 kernel (emulated machine; about 3 minutes, see
+    // docs/testing.md). Not with a test-name filter: that asks for some tests only.
+    let arm64_vm = arm64.and_then(|()| {
+        if !args.test_args.is_empty() {
+            eprintln!("xtask: arm64 VM test not run (test arguments given; run `cargo xtask test --arm64-vm`)");
+            totals.ignored += 1;
+            return Ok(());
+        }
+        let result = crate::arm64_vm::run(&args.arm64_vm_suite);
+        match &result {
+            Ok(()) => totals.passed += 1,
+            Err(_) => totals.failed += 1,
+        }
+        result
+    });
     // The closing line CI reads.
     println!("xtask: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
-    arm64
+    arm64_vm
 }
