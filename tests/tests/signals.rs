@@ -61,7 +61,7 @@ fn backlog_at_gomaxprocs_1_with_an_idle_core_is_raised_and_latency_improves() {
     let bin = build_workload("follow", &go, Variant::Default);
     let out = Command::new(&bin)
         .env("GOMAXPROCS", "1")
-        .args(["-spinners", "2", "-duration", "15s", "-agent", &format!("http://127.0.0.1:{}", agent.1)])
+        .args(["-spinners", "1", "-duration", "15s", "-agent", &format!("http://127.0.0.1:{}", agent.1)])
         .output()
         .expect("follow workload");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -75,8 +75,10 @@ fn backlog_at_gomaxprocs_1_with_an_idle_core_is_raised_and_latency_improves() {
     assert_eq!(changes.len(), 1, "converged and stayed: {changes:?}");
     assert_eq!(changes[0]["rule"], "waiting_for_p");
     assert_eq!(summary["final_gomaxprocs"], 2, "never above the 2 CPUs");
+    // One spinner: at GOMAXPROCS=1 the ticker waits for its preemption (10-20 ms); with a
+    // second P on the idle core it runs at once.
     let (before, after) = (summary["tick_p99_before_ns"].as_u64().unwrap_or(0), summary["tick_p99_after_ns"].as_u64().unwrap_or(u64::MAX));
-    assert!(after < before, "ticker p99 improved: {before} ns -> {after} ns");
+    assert!(after < before / 2, "ticker p99 improved: {before} ns -> {after} ns");
 }
 
 #[test]
