@@ -3,24 +3,17 @@
 //! golat reads the `nanotime()` value a Go <= 1.21 runtime takes before and after a GC pause
 //! without a return probe.
 
-use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+use iced_x86::Mnemonic;
 
 use crate::{Arch, Error, Function, GoBinary, Result, Site};
 
 /// Return addresses of direct calls to `target` inside `code` (which starts at `address`).
 pub(crate) fn call_return_addresses(arch: Arch, address: u64, code: &[u8], target: u64) -> Vec<u64> {
     match arch {
-        Arch::Amd64 => {
-            let mut out = Vec::new();
-            let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
-            while decoder.can_decode() {
-                let insn = decoder.decode();
-                if insn.mnemonic() == Mnemonic::Call && insn.near_branch_target() == target {
-                    out.push(insn.next_ip());
-                }
-            }
-            out
-        }
+        Arch::Amd64 => crate::disasm::amd64_insns(address, code)
+            .filter(|i| i.mnemonic() == Mnemonic::Call && i.near_branch_target() == target)
+            .map(|i| i.next_ip())
+            .collect(),
         Arch::Arm64 => crate::disasm::arm64_words(address, code)
             .filter_map(|(pc, word)| {
                 // BL imm26: 100101 imm26; target = pc + sign_extend(imm26) * 4.

@@ -2,17 +2,12 @@
 //! that uses them (RIP-relative `LEA`s on amd64, `ADRP` + `ADD` pairs on arm64), and file-offset
 //! to address translation for reading a live process's memory.
 
-use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 
 use crate::{Arch, Function, GoBinary, Result};
 
 fn decode(address: u64, code: &[u8]) -> Vec<Instruction> {
-    let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
-    let mut out = Vec::new();
-    while decoder.can_decode() {
-        out.push(decoder.decode());
-    }
-    out
+    crate::disasm::amd64_insns(address, code).collect()
 }
 
 /// `LEA reg, [rip + disp]`: (reg, absolute target).

@@ -14,19 +14,15 @@ use crate::elf::Arch;
 ///   `0xd65f03c0` = `RET X30`) or the pointer-authenticating `RETAA`/`RETAB`.
 pub(crate) fn return_sites(arch: Arch, address: u64, code: &[u8]) -> Vec<u64> {
     match arch {
-        Arch::Amd64 => {
-            let mut out = Vec::new();
-            let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
-            while decoder.can_decode() {
-                let insn = decoder.decode();
-                if insn.mnemonic() == Mnemonic::Ret {
-                    out.push(insn.ip());
-                }
-            }
-            out
-        }
+        Arch::Amd64 => amd64_insns(address, code).filter(|i| i.mnemonic() == Mnemonic::Ret).map(|i| i.ip()).collect(),
         Arch::Arm64 => arm64_words(address, code).filter_map(|(pc, word)| is_arm64_ret(word).then_some(pc)).collect(),
     }
+}
+
+/// Every amd64 instruction of `code` (which starts at `address`), decoded linearly.
+pub(crate) fn amd64_insns(address: u64, code: &[u8]) -> impl Iterator<Item = iced_x86::Instruction> + '_ {
+    let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
+    std::iter::from_fn(move || decoder.can_decode().then(|| decoder.decode()))
 }
 
 /// (address, instruction word) of every 4-byte-aligned arm64 instruction in `code`, which
