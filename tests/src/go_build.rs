@@ -437,13 +437,7 @@ fn pgo_profile(workload_dir: &Path, go: &GoToolchain, arch: GoArch) -> Result<Pa
     let tmp = profile.with_extension(format!("pprof.tmp-{}", std::process::id()));
     let mut cmd = Command::new(&default);
     cmd.arg("-cpuprofile").arg(&tmp).args(["-rounds", "300"]);
-    let res = cmd.output().with_context(|| format!("failed to run {cmd:?}"))?;
-    ensure!(
-        res.status.success(),
-        "{cmd:?} failed ({}): {}",
-        res.status,
-        String::from_utf8_lossy(&res.stderr)
-    );
+    output_ok(&mut cmd)?;
     std::fs::rename(&tmp, &profile)
         .with_context(|| format!("failed to rename {} to {}", tmp.display(), profile.display()))?;
     Ok(profile)
@@ -538,13 +532,7 @@ fn run_go_tool(go: &GoToolchain, args: &[&str], binary: &Path, env: &[(&str, &st
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let res = cmd.output().with_context(|| format!("failed to run {cmd:?}"))?;
-    ensure!(
-        res.status.success(),
-        "{cmd:?} failed ({}): {}",
-        res.status,
-        String::from_utf8_lossy(&res.stderr)
-    );
+    let res = output_ok(&mut cmd)?;
     String::from_utf8(res.stdout).with_context(|| format!("{cmd:?} printed non-UTF-8"))
 }
 
@@ -559,4 +547,11 @@ mod tests {
         assert_eq!(parse_go_version("go1.21rc2"), Some((1, 21, 0)));
         assert_eq!(parse_go_version("devel"), None);
     }
+}
+
+/// Runs `cmd` and returns its output, or an error with the command, status and stderr.
+fn output_ok(cmd: &mut Command) -> Result<std::process::Output> {
+    let res = cmd.output().with_context(|| format!("failed to run {cmd:?}"))?;
+    ensure!(res.status.success(), "{cmd:?} failed ({}): {}", res.status, String::from_utf8_lossy(&res.stderr));
+    Ok(res)
 }
